@@ -1,0 +1,1 @@
+"""Everything rqjobs needs from Redis: connections, the embedded redis-server, queues and the worker."""

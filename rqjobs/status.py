@@ -1,0 +1,31 @@
+"""Task statuses and which transitions may follow which (DESIGN section 3).
+
+Kept free of SQLAlchemy and RQ so the CLI can import it cheaply.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class TaskStatus(str, Enum):
+    """The status column's values."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: waiting to run: a job for them is (or should be) in Redis
+WAITING = (TaskStatus.QUEUED.value, TaskStatus.SCHEDULED.value)
+#: nothing will change these rows on its own
+FINAL = (TaskStatus.FINISHED.value, TaskStatus.FAILED.value, TaskStatus.CANCELED.value)
+#: statuses a new attempt may be started from (`rqjobs retry`)
+RETRYABLE = (TaskStatus.FAILED.value, TaskStatus.CANCELED.value)
+ALL = tuple(s.value for s in TaskStatus)

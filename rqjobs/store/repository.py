@@ -1,0 +1,329 @@
+"""Reads and transitions of task rows.
+
+Every transition is one conditional ``UPDATE ... WHERE id = ? AND status IN (...)``:
+idempotent, race-free between processes, and cheap. The returned boolean says whether
+this caller made the change; a late or duplicate writer changes nothing.
+
+SQLAlchemy Core, not the ORM, on these paths: they run once or twice per job and the
+ORM's unit of work costs several times more per statement (DESIGN section 10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+
+from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
+from rqjobs.store.models import TASK_COLUMNS, Task, utcnow
+
+_table = Task.__table__
+_c = _table.c
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A snapshot of one row, detached from any session."""
+
+    id: int
+    name: str
+    description: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    status: str
+    progress: int
+    progress_message: str | None
+    result: Any
+    log: str | None
+    attempts: int
+    max_retries: int
+    retry_intervals: list[int] | None
+    timeout_s: int
+    created_at: datetime
+    enqueued_at: datetime | None
+    scheduled_for: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+
+    @property
+    def job_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Run time of the last attempt, if it started (and, for a live one, so far)."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or (utcnow() if self.status == TaskStatus.RUNNING else None)
+        return None if end is None else max(0.0, (end - self.started_at).total_seconds())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: datetimes as ISO 8601 in UTC."""
+        out: dict[str, Any] = {}
+        for name in TASK_COLUMNS:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        out["duration_s"] = self.duration_s
+        return out
+
+
+def _record(row: Any) -> TaskRecord:
+    return TaskRecord(**{name: row._mapping[name] for name in TASK_COLUMNS})
+
+
+def attempt_log_entry(
+    attempt: int, what: str, detail: str, when: datetime | None = None, where: str = ""
+) -> str:
+    """One block of the ``log`` column: a header line, then the traceback or reason."""
+    when = when or utcnow()
+    place = f" on {where}" if where else ""
+    detail = detail.rstrip("\n")
+    return f"--- attempt {attempt} {what} at {when.isoformat(timespec='seconds')}{place} ---\n{detail}\n"
+
+
+class TaskStore:
+    """Row operations on one database. Cheap to construct; the engine is shared."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- writes ---------------------------------------------------------------------
+
+    def insert(
+        self,
+        *,
+        name: str,
+        description: str,
+        queue: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        timeout_s: int,
+        max_retries: int = 0,
+        retry_intervals: list[int] | None = None,
+        scheduled_for: datetime | None = None,
+        status: str | None = None,
+        worker: str | None = None,
+        attempts: int = 0,
+        started_at: datetime | None = None,
+    ) -> TaskRecord:
+        """Insert and commit a new row; returns its snapshot (no re-read)."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "queue": queue,
+            "args": list(args),
+            "kwargs": dict(kwargs),
+            "status": status or (TaskStatus.SCHEDULED if scheduled_for else TaskStatus.QUEUED).value,
+            "progress": 0,
+            "progress_message": None,
+            "result": None,
+            "log": None,
+            "attempts": attempts,
+            "max_retries": max_retries,
+            "retry_intervals": retry_intervals,
+            "timeout_s": timeout_s,
+            "created_at": now,
+            "enqueued_at": now,
+            "scheduled_for": scheduled_for,
+            "started_at": started_at,
+            "finished_at": None,
+            "worker": worker,
+        }
+        with self.engine.begin() as conn:
+            task_id = conn.execute(insert(_table).values(**values)).inserted_primary_key[0]
+        return TaskRecord(id=int(task_id), **values)
+
+    def _transition(self, task_id: int, from_statuses: Iterable[str], **values: Any) -> bool:
+        stmt = (
+            update(_table).where(and_(_c.id == task_id, _c.status.in_(list(from_statuses)))).values(**values)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    @staticmethod
+    def _append_log(entry: str) -> Any:
+        return func.coalesce(_c.log, "") + entry
+
+    def mark_running(self, task_id: int, worker: str) -> bool:
+        """A run starts: ``attempts`` + 1, progress 0. Refused for finished and canceled rows.
+
+        A ``running`` or ``failed`` row is taken over: that is a re-delivery of a job
+        whose earlier run died (delivery is at-least-once), and the row must say it runs.
+        """
+        return self._transition(
+            task_id,
+            (*WAITING, TaskStatus.RUNNING.value, TaskStatus.FAILED.value),
+            status=TaskStatus.RUNNING.value,
+            attempts=_c.attempts + 1,
+            progress=0,
+            progress_message=None,
+            started_at=utcnow(),
+            finished_at=None,
+            scheduled_for=None,
+            worker=worker,
+        )
+
+    def mark_finished(self, task_id: int, result: Any) -> bool:
+        return self._transition(
+            task_id,
+            (TaskStatus.RUNNING.value,),
+            status=TaskStatus.FINISHED.value,
+            result=result,
+            progress=100,
+            finished_at=utcnow(),
+        )
+
+    def mark_attempt_failed(
+        self,
+        task_id: int,
+        log_entry: str,
+        *,
+        retry_at: datetime | None = None,
+        will_retry: bool = False,
+        from_statuses: Iterable[str] = (TaskStatus.RUNNING.value,),
+    ) -> bool:
+        """A run failed: back to queued/scheduled when a retry follows, else failed."""
+        now = utcnow()
+        if will_retry:
+            status = TaskStatus.SCHEDULED if retry_at else TaskStatus.QUEUED
+            extra: dict[str, Any] = {"scheduled_for": retry_at, "enqueued_at": now, "finished_at": None}
+        else:
+            status = TaskStatus.FAILED
+            extra = {"finished_at": now}
+        return self._transition(
+            task_id,
+            from_statuses,
+            status=status.value,
+            log=self._append_log(log_entry),
+            progress=100,
+            **extra,
+        )
+
+    def mark_enqueue_failed(self, task_id: int, log_entry: str) -> bool:
+        """The job never reached Redis: the row must not stay queued."""
+        return self._transition(
+            task_id,
+            WAITING,
+            status=TaskStatus.FAILED.value,
+            log=self._append_log(log_entry),
+            finished_at=utcnow(),
+        )
+
+    def set_progress(self, task_id: int, progress: int, message: str | None) -> bool:
+        return self._transition(
+            task_id, (TaskStatus.RUNNING.value,), progress=progress, progress_message=message
+        )
+
+    def mark_canceled(self, task_id: int, from_statuses: Iterable[str], log_entry: str) -> bool:
+        return self._transition(
+            task_id,
+            from_statuses,
+            status=TaskStatus.CANCELED.value,
+            log=self._append_log(log_entry),
+            finished_at=utcnow(),
+        )
+
+    def mark_requeued(
+        self,
+        task_id: int,
+        log_entry: str,
+        *,
+        scheduled_for: datetime | None = None,
+        from_statuses: Iterable[str],
+    ) -> bool:
+        """A new attempt of a failed or canceled row (``rqjobs retry``)."""
+        return self._transition(
+            task_id,
+            from_statuses,
+            status=(TaskStatus.SCHEDULED if scheduled_for else TaskStatus.QUEUED).value,
+            log=self._append_log(log_entry),
+            progress=0,
+            progress_message=None,
+            result=None,
+            enqueued_at=utcnow(),
+            scheduled_for=scheduled_for,
+            finished_at=None,
+        )
+
+    def delete_older_than(
+        self, cutoff: datetime, statuses: Sequence[str] = FINAL, batch: int = 1000, dry_run: bool = False
+    ) -> int:
+        """Delete final rows created before ``cutoff`` in batches; returns how many."""
+        where = and_(_c.created_at < cutoff, _c.status.in_(list(statuses)))
+        if dry_run:
+            with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
+                return int(conn.execute(select(func.count()).select_from(_table).where(where)).scalar_one())
+        total = 0
+        while True:
+            with self.engine.begin() as conn:
+                ids = conn.execute(select(_c.id).where(where).limit(batch)).scalars().all()
+                if not ids:
+                    return total
+                total += conn.execute(delete(_table).where(_c.id.in_(ids))).rowcount
+
+    # -- reads ----------------------------------------------------------------------
+
+    def get(self, task_id: int) -> TaskRecord | None:
+        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
+            row = conn.execute(select(_table).where(_c.id == task_id)).first()
+        return _record(row) if row else None
+
+    def get_many(self, task_ids: Iterable[int]) -> list[TaskRecord]:
+        ids = list(task_ids)
+        if not ids:
+            return []
+        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
+            rows = conn.execute(select(_table).where(_c.id.in_(ids)).order_by(_c.id)).all()
+        return [_record(row) for row in rows]
+
+    def list(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        names: Sequence[str] = (),
+        since: datetime | None = None,
+        limit: int | None = 20,
+        after_id: int | None = None,
+        oldest_first: bool = False,
+    ) -> list[TaskRecord]:
+        """Rows matching every filter given, newest first, ``limit`` applied in SQL."""
+        stmt = select(_table)
+        if statuses:
+            stmt = stmt.where(_c.status.in_(list(statuses)))
+        if names:
+            stmt = stmt.where(_c.name.in_(list(names)))
+        if since is not None:
+            stmt = stmt.where(_c.created_at >= since)
+        if after_id is not None:
+            stmt = stmt.where(_c.id > after_id)
+        stmt = stmt.order_by(_c.id.asc() if oldest_first else _c.id.desc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
+            return [_record(row) for row in conn.execute(stmt)]
+
+    def counts_by_status(self, *, names: Sequence[str] = (), since: datetime | None = None) -> dict[str, int]:
+        stmt = select(_c.status, func.count()).group_by(_c.status)
+        if names:
+            stmt = stmt.where(_c.name.in_(list(names)))
+        if since is not None:
+            stmt = stmt.where(_c.created_at >= since)
+        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
+            found = {status: int(n) for status, n in conn.execute(stmt)}
+        return {status: found.get(status, 0) for status in (s.value for s in TaskStatus)}
+
+    def ids_with_status(self, statuses: Sequence[str], *, names: Sequence[str] = ()) -> list[int]:
+        stmt = select(_c.id).where(_c.status.in_(list(statuses))).order_by(_c.id)
+        if names:
+            stmt = stmt.where(_c.name.in_(list(names)))
+        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
+            return list(conn.execute(stmt).scalars())
+
+
+__all__ = ["RETRYABLE", "TaskRecord", "TaskStore", "attempt_log_entry"]

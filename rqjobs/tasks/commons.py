@@ -1,0 +1,442 @@
+"""What every task shares: the ``@background_task`` decorator, ``set_task_progress`` and
+the registry of task names.
+
+The decorator is where the row learns what the task did (DESIGN section 3): it marks
+the row ``running`` when a worker starts the job, stores the result or appends the
+traceback, and **re-raises** failures so RQ's retry and failure registries work. Called
+outside an RQ job (tests, a shell), a task is a plain function call and touches nothing.
+
+Importing this module is cheap (no rq, redis or sqlalchemy): the CLI imports every task
+module to build ``rqjobs enqueue``'s subcommands.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from rqjobs.exceptions import (
+    InvalidTaskArguments,
+    TaskDefinitionError,
+    TaskModuleImportError,
+    TaskNotFound,
+    UnknownTask,
+)
+
+if TYPE_CHECKING:
+    from rq.job import Job
+
+    from rqjobs.config import Settings
+    from rqjobs.store.repository import TaskStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: parameter names a task may not use: they would clash with `rqjobs enqueue`'s own options
+RESERVED_PARAMETERS = frozenset(
+    {
+        "description",
+        "queue",
+        "timeout",
+        "timeout_s",
+        "retries",
+        "retry_interval",
+        "retry_interval_s",
+        "at",
+        "in",
+        "in_",
+        "delay",
+        "delay_s",
+        "kwargs",
+        "config",
+        "debug",
+        "json",
+        "help",
+        "task",
+    }
+)
+ENTRY_POINT_GROUP = "rqjobs.tasks"
+BUILTIN_TASKS_MODULE = "rqjobs.tasks"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task: its name, the function, and its per-task defaults."""
+
+    name: str
+    func: Callable[..., Any]
+    path: str
+    queue: str | None = None
+    timeout_s: int | None = None
+    retries: int | None = None
+    retry_interval_s: int | list[int] | None = None
+    validate: Callable[[dict[str, Any]], None] | None = None
+    signature: inspect.Signature = field(default=None, repr=False)  # type: ignore[assignment]
+    #: the decorated function: what a worker calls
+    wrapper: Callable[..., Any] = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @property
+    def summary(self) -> str:
+        """First line of the docstring: what `rqjobs tasks` shows."""
+        doc = inspect.getdoc(self.func) or ""
+        return doc.splitlines()[0] if doc else ""
+
+    def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Check the arguments against the signature; returns them by name, defaults applied."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidTaskArguments(f"{self.name}: {exc}") from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+
+_registry: dict[str, TaskSpec] = {}
+_by_path: dict[str, TaskSpec] = {}
+
+
+def _register(spec: TaskSpec) -> None:
+    existing = _registry.get(spec.name)
+    if existing is not None and existing.path != spec.path:
+        raise TaskDefinitionError(
+            f"two tasks are named {spec.name!r}: {existing.path} and {spec.path}; give one another name"
+        )
+    _registry[spec.name] = spec
+    _by_path[spec.path] = spec
+
+
+def _check_parameters(name: str, func: Callable[..., Any], signature: inspect.Signature) -> None:
+    for param in signature.parameters.values():
+        if param.name in RESERVED_PARAMETERS:
+            raise TaskDefinitionError(
+                f"task {name!r}: parameter {param.name!r} clashes with rqjobs' own --{param.name.replace('_', '-')}"
+                " option; rename it"
+            )
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            raise TaskDefinitionError(f"task {name!r}: *{param.name} is not supported; use a list parameter")
+
+
+@overload
+def background_task(func: F) -> F: ...
+@overload
+def background_task(
+    func: None = None,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    timeout_s: int | None = None,
+    retries: int | None = None,
+    retry_interval_s: int | list[int] | None = None,
+    validate: Callable[[dict[str, Any]], None] | None = None,
+) -> Callable[[F], F]: ...
+
+
+def background_task(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    timeout_s: int | None = None,
+    retries: int | None = None,
+    retry_interval_s: int | list[int] | None = None,
+    validate: Callable[[dict[str, Any]], None] | None = None,
+) -> Any:
+    """Register a function as an rqjobs task and track its runs in the task row.
+
+    The name defaults to the function's name with ``_`` as ``-``. ``validate`` is called
+    with the bound arguments when the task is enqueued, before any row is written, and
+    refuses bad input by raising :class:`~rqjobs.exceptions.InvalidTaskArguments`.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        task_name = name or fn.__name__.replace("_", "-")
+        qualname = fn.__qualname__
+        if "<locals>" in qualname or fn.__module__ == "__main__":
+            raise TaskDefinitionError(
+                f"task {task_name!r} must be defined at the top level of an importable module "
+                f"(it is {fn.__module__}.{qualname}), so workers can import it"
+            )
+        signature = inspect.signature(fn)
+        _check_parameters(task_name, fn, signature)
+        spec = TaskSpec(
+            name=task_name,
+            func=fn,
+            path=f"{fn.__module__}.{qualname}",
+            queue=queue,
+            timeout_s=timeout_s,
+            retries=retries,
+            retry_interval_s=retry_interval_s,
+            validate=validate,
+            signature=signature,
+        )
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            job = _current_job()
+            if job is None or _attempt is not None or job.func_name != spec.path:
+                return fn(*args, **kwargs)
+            return _run_tracked(spec, job, args, kwargs)
+
+        object.__setattr__(spec, "wrapper", wrapper)
+        wrapper.rqjobs_task = spec  # type: ignore[attr-defined]
+        _register(spec)
+        return wrapper
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+# -- the registry -----------------------------------------------------------------------
+
+
+def registered_tasks() -> dict[str, TaskSpec]:
+    """Name -> spec of every task registered so far, sorted by name."""
+    return dict(sorted(_registry.items()))
+
+
+def get_task(task: str | Callable[..., Any]) -> TaskSpec:
+    """The spec of a task given by name or by its decorated function."""
+    if callable(task):
+        spec = getattr(task, "rqjobs_task", None)
+        if spec is None:
+            raise UnknownTask(f"{getattr(task, '__name__', task)!r} is not decorated with @background_task")
+        return spec
+    spec = _registry.get(task)
+    if spec is None:
+        known = ", ".join(sorted(_registry)) or "none"
+        raise UnknownTask(f"no task named {task!r} (registered: {known})")
+    return spec
+
+
+def spec_for_path(path: str | None) -> TaskSpec | None:
+    """The registered task whose import path is ``path`` (what RQ stores as func_name)."""
+    return _by_path.get(path or "")
+
+
+_loaded: set[str] = set()
+
+
+def load_task_modules(settings: Settings) -> dict[str, TaskSpec]:
+    """Import the built-in tasks, the configured ``tasks_modules`` and the entry points.
+
+    Each module is imported once per process. The config file's folder and the working
+    directory are importable, as users expect of ``myapp.tasks``.
+    """
+    for folder in (str(settings.base_dir), os.getcwd()):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    modules: list[tuple[str, str]] = [(BUILTIN_TASKS_MODULE, "built-in tasks")]
+    modules += [(m, "tasks_modules") for m in settings.tasks_modules]
+    for module, source in modules:
+        _import_once(module, source)
+    _load_entry_points()
+    return registered_tasks()
+
+
+def _import_once(module: str, source: str) -> None:
+    if module in _loaded:
+        return
+    try:
+        importlib.import_module(module)
+    except TaskDefinitionError:
+        raise
+    except Exception as exc:
+        raise TaskModuleImportError(
+            f"cannot import task module {module!r} (from {source}): {type(exc).__name__}: {exc}"
+        ) from exc
+    _loaded.add(module)
+
+
+def _load_entry_points() -> None:
+    if "entry-points" in _loaded:
+        return
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        key = f"ep:{ep.value}"
+        if key in _loaded:
+            continue
+        try:
+            ep.load()
+        except TaskDefinitionError:
+            raise
+        except Exception as exc:
+            raise TaskModuleImportError(
+                f"cannot load task plugin {ep.name!r} ({ep.value}, entry point group {ENTRY_POINT_GROUP!r}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        _loaded.add(key)
+    _loaded.add("entry-points")
+
+
+# -- running inside a worker ------------------------------------------------------------
+
+
+@dataclass
+class _Attempt:
+    """What the running job's tracking needs; exactly one per work horse at a time."""
+
+    task_id: int
+    job: Job
+    store: TaskStore
+    interval_s: float
+    last_write: float = 0.0
+    last_message: str | None = None
+    timeout_fired: bool = False
+
+
+_attempt: _Attempt | None = None
+
+
+def _current_job() -> Job | None:
+    # rq is imported only inside workers; outside one there can be no current job
+    rq_job = sys.modules.get("rq.job")
+    return rq_job.get_current_job() if rq_job is not None else None
+
+
+def worker_label() -> str:
+    """host:pid of the worker that runs the job (the horse's parent)."""
+    return f"{socket.gethostname()}:{os.getppid() if os.environ.get('RQ_JOB_ID') else os.getpid()}"
+
+
+def note_timeout_fired() -> None:
+    """Called by the worker's death penalty when the job's timeout fires.
+
+    A task that catches ``Exception`` swallows RQ's JobTimeoutException; this flag lets
+    the decorator fail the row (and raise) after such a task returns.
+    """
+    if _attempt is not None:
+        _attempt.timeout_fired = True
+
+
+def _task_id_for(
+    spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[str, Any], store: TaskStore
+) -> int:
+    """The row id for the job: its id, or a row made now for a job enqueued without rqjobs."""
+    try:
+        return int(job.id)
+    except ValueError:
+        pass
+    known = job.meta.get("rqjobs_task_id")
+    if known is not None:
+        return int(known)
+    from rqjobs.store.models import utcnow
+
+    record = store.insert(
+        name=spec.name,
+        description=(job.description or f"{spec.name} (enqueued outside rqjobs as job {job.id})")[:1000],
+        queue=job.origin or "default",
+        args=_jsonable(list(args)),
+        kwargs=_jsonable(dict(kwargs)),
+        timeout_s=int(job.timeout or 0),
+        max_retries=int(job.retries_left or 0),
+        started_at=utcnow(),
+    )
+    job.meta["rqjobs_task_id"] = record.id
+    job.save_meta()
+    return record.id
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+class TaskResultError(TypeError):
+    """The task returned a value that cannot be stored as JSON."""
+
+
+def _normalise_result(value: Any) -> dict[str, Any]:
+    result = value if isinstance(value, dict) else {"result": value}
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        raise TaskResultError(
+            f"the task returned a value that is not JSON-serialisable ({type(value).__name__}): {exc}"
+        ) from None
+    return result
+
+
+def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    global _attempt
+    from rq.timeouts import JobTimeoutException
+
+    from rqjobs.runtime import get_runtime
+    from rqjobs.store.repository import attempt_log_entry
+
+    runtime = get_runtime()
+    store = runtime.store
+    task_id = _task_id_for(spec, job, args, kwargs, store)
+    worker = worker_label()
+    if not store.mark_running(task_id, worker):
+        record = store.get(task_id)
+        if record is None:
+            raise TaskNotFound(f"no task row {task_id} in the task database for job {job.id}")
+        # finished or canceled: the row's verdict stands, the task does not run again
+        return record.result
+    _attempt = _Attempt(task_id, job, store, runtime.settings.progress_interval_s, time.monotonic())
+    try:
+        value = spec.func(*args, **kwargs)
+        if _attempt.timeout_fired:
+            raise JobTimeoutException(
+                f"Task exceeded maximum timeout value ({job.timeout} seconds); "
+                "the task caught the timeout and returned anyway"
+            )
+        result = _normalise_result(value)
+    except Exception as exc:
+        timed_out = isinstance(exc, JobTimeoutException) or _attempt.timeout_fired
+        will_retry = bool(job.should_retry)
+        interval = job.get_retry_interval() if will_retry else 0
+        retry_at = None
+        if interval:
+            from rqjobs.store.models import utcnow
+
+            retry_at = utcnow() + timedelta(seconds=interval)
+        record = store.get(task_id)
+        what = f"timed out after {job.timeout} s" if timed_out else "failed"
+        entry = attempt_log_entry(
+            record.attempts if record else 0, what, traceback.format_exc(), where=worker
+        )
+        store.mark_attempt_failed(task_id, entry, will_retry=will_retry, retry_at=retry_at)
+        raise
+    finally:
+        _attempt = None
+    store.mark_finished(task_id, result)
+    return result
+
+
+def set_task_progress(percent: int | float, message: str | None = None) -> None:
+    """Report how far the running task is (0-100), with an optional message.
+
+    Written to ``job.meta["progress"]`` (rq-dashboard shows it) and to the row, at most
+    once per ``progress_interval_s`` unless the message changes, so a tight loop of
+    calls costs little. Outside a job it does nothing.
+    """
+    attempt = _attempt
+    if attempt is None:
+        return
+    percent = max(0, min(100, int(percent)))
+    now = time.monotonic()
+    if message == attempt.last_message and now - attempt.last_write < attempt.interval_s:
+        return
+    attempt.last_write = now
+    attempt.last_message = message
+    job = attempt.job
+    job.meta["progress"] = percent
+    job.meta["progress_message"] = message
+    job.save_meta()
+    attempt.store.set_progress(attempt.task_id, percent, message)
