@@ -160,7 +160,9 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
         if _job_landed(runtime, record.job_id):
             # a timed-out write may still have reached Redis: then the job exists and runs
             return
-        entry = attempt_log_entry(record.attempts, "was not enqueued", f"could not put the job in Redis ({where}): {reason}")
+        entry = attempt_log_entry(
+            record.attempts, "was not enqueued", f"could not put the job in Redis ({where}): {reason}"
+        )
         runtime.store.mark_enqueue_failed(record.id, entry)
         if isinstance(exc, (RedisError, OSError, RqjobsError)):
             raise EnqueueFailed(f"task {record.id} failed: Redis is unreachable ({where}): {reason}") from exc

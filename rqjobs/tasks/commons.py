@@ -119,8 +119,8 @@ def _check_parameters(name: str, func: Callable[..., Any], signature: inspect.Si
     for param in signature.parameters.values():
         if param.name in RESERVED_PARAMETERS:
             raise TaskDefinitionError(
-                f"task {name!r}: parameter {param.name!r} clashes with rqjobs' own --{param.name.replace('_', '-')}"
-                " option; rename it"
+                f"task {name!r}: parameter {param.name!r} clashes with an option of rqjobs' own "
+                "(enqueue_task() or `rqjobs enqueue`); rename it"
             )
         if param.kind is inspect.Parameter.VAR_POSITIONAL:
             raise TaskDefinitionError(f"task {name!r}: *{param.name} is not supported; use a list parameter")

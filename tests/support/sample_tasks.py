@@ -1,0 +1,79 @@
+"""Tasks the tests enqueue: copied into each test project as the module ``sample_tasks``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from rqjobs import background_task, set_task_progress
+
+
+@background_task
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+@background_task
+def echo_dict(text: str = "hi") -> dict:
+    """Return a dict as it is."""
+    return {"echo": text}
+
+
+@background_task
+def fail_always(message: str = "boom") -> None:
+    """Raise every time."""
+    raise RuntimeError(message)
+
+
+@background_task
+def flaky(marker: str, failures: int = 1) -> str:
+    """Fail the first ``failures`` runs (counted in the file ``marker``), then succeed."""
+    path = Path(marker)
+    runs = int(path.read_text()) if path.exists() else 0
+    path.write_text(str(runs + 1))
+    if runs < failures:
+        raise RuntimeError(f"flaky failure {runs + 1} of {failures}")
+    return f"succeeded after {runs} failures"
+
+
+@background_task
+def progress_steps(steps: int = 4, pause_s: float = 0.3) -> dict:
+    """Report progress in steps."""
+    for i in range(steps):
+        set_task_progress(int(100 * i / steps), f"step {i + 1} of {steps}")
+        time.sleep(pause_s)
+    return {"steps": steps}
+
+
+@background_task
+def sleep_for(seconds: float = 1.0, marker: str = "") -> str:
+    """Sleep, writing the pid to ``marker`` first (so tests can find the work horse)."""
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return "slept"
+
+
+@background_task
+def swallow_timeout(seconds: float = 5.0) -> str:
+    """Catch every Exception, including RQ's timeout, and return as if all was well."""
+    try:
+        time.sleep(seconds)
+    except Exception:
+        return "swallowed"
+    return "not timed out"
+
+
+@background_task
+def unserialisable() -> object:
+    """Return something JSON cannot hold."""
+    return {1, 2, 3}
+
+
+@background_task
+def kill_self(sig: int = int(signal.SIGKILL)) -> None:
+    """Die by a signal, as the OOM killer would do it."""
+    os.kill(os.getpid(), sig)
