@@ -209,13 +209,13 @@ def load_settings(
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [mail] must be a table")
             for mkey, mvalue in value.items():
-                if mkey not in _MAIL_KEYS:
-                    raise ConfigError(f"{where}: unknown key 'mail.{mkey}'")
                 if mkey == "password":
                     raise ConfigError(
                         f"{where}: 'mail.password' must not be stored in the file; "
                         "put it in the environment variable named by mail.password_env"
                     )
+                if mkey not in _MAIL_KEYS:
+                    raise ConfigError(f"{where}: unknown key 'mail.{mkey}'")
                 mail_values[mkey] = _coerce(mvalue, _MAIL_KEYS[mkey], f"{where}: mail.{mkey}", base_dir)
             continue
         if key not in _TOP_KEYS:
@@ -236,6 +236,7 @@ def load_settings(
 
     data_dir: Path = values.pop("data_dir", None) or base_dir / d.DATA_DIR_NAME
     database_url = values.pop("database_url", None) or f"sqlite:///{data_dir / d.DATABASE_FILE_NAME}"
+    database_url = _anchor_sqlite_path(database_url, base_dir)
     if values.get("redis_url") == "":
         values["redis_url"] = None
 
@@ -250,6 +251,17 @@ def load_settings(
         mail=mail,
         **values,
     )
+
+
+def _anchor_sqlite_path(url: str, base_dir: Path) -> str:
+    """A relative SQLite path means relative to the config file, like every other path here."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/"):
+        return url
+    rest = url[len(prefix) :]
+    if not rest or rest.startswith(":memory:") or rest.startswith("file:"):
+        return url
+    return prefix + str(base_dir / rest)
 
 
 def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None:

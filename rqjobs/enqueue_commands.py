@@ -114,7 +114,9 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
         decl = [f"{p['option']}/--no-{p['option'][2:]}"] if is_bool else [p["option"]]
         help_text = f"{p['type']}" + (" (repeat for several)" if is_list else "")
         if p["required"]:
-            default: Any = ...
+            # not required by click: --kwargs may supply it; binding reports it if missing
+            default: Any = None
+            help_text += " (required)"
         elif is_list:
             default = None
         else:
@@ -203,7 +205,7 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
                 value = [str(v) if isinstance(v, Path) else v for v in value] or None
             if value is None and p["name"] in task_kwargs:
                 continue
-            if value is not None or p["required"]:
+            if value is not None:
                 task_kwargs[p["name"]] = value
         run(
             values["ctx"],
