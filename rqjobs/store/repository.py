@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
 
 from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
 from rqjobs.store.models import TASK_COLUMNS, Task, utcnow
@@ -70,6 +70,35 @@ class TaskRecord:
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         out["duration_s"] = self.duration_s
         return out
+
+
+_INSERT = insert(_table)
+_update_cache: dict[tuple[Any, ...], Any] = {}
+
+
+def _update_statement(
+    from_statuses: tuple[str, ...], keys: tuple[str, ...], append_log: bool, bump_attempts: bool
+) -> Any:
+    """One UPDATE per transition shape, with bound parameters, built once per process.
+
+    ``update().values(literal, ...)`` per call made SQLAlchemy derive a cache key from
+    every value, which cost more than the statement itself.
+    """
+    cache_key = (from_statuses, keys, append_log, bump_attempts)
+    stmt = _update_cache.get(cache_key)
+    if stmt is None:
+        values: dict[str, Any] = {key: bindparam(f"v_{key}", type_=_c[key].type) for key in keys}
+        if append_log:
+            values["log"] = func.coalesce(_c.log, "") + bindparam("log_entry", type_=_c.log.type)
+        if bump_attempts:
+            values["attempts"] = _c.attempts + 1
+        stmt = (
+            update(_table)
+            .where(and_(_c.id == bindparam("task_id"), _c.status.in_(list(from_statuses))))
+            .values(values)
+        )
+        _update_cache[cache_key] = stmt
+    return stmt
 
 
 def _record(row: Any) -> TaskRecord:
@@ -136,19 +165,27 @@ class TaskStore:
             "worker": worker,
         }
         with self.engine.begin() as conn:
-            task_id = conn.execute(insert(_table).values(**values)).inserted_primary_key[0]
+            task_id = conn.execute(_INSERT, values).inserted_primary_key[0]
         return TaskRecord(id=int(task_id), **values)
 
-    def _transition(self, task_id: int, from_statuses: Iterable[str], **values: Any) -> bool:
-        stmt = (
-            update(_table).where(and_(_c.id == task_id, _c.status.in_(list(from_statuses)))).values(**values)
+    def _transition(
+        self,
+        task_id: int,
+        from_statuses: Iterable[str],
+        *,
+        log_entry: str | None = None,
+        bump_attempts: bool = False,
+        **values: Any,
+    ) -> bool:
+        stmt = _update_statement(
+            tuple(from_statuses), tuple(sorted(values)), log_entry is not None, bump_attempts
         )
+        params = {f"v_{key}": value for key, value in values.items()}
+        params["task_id"] = task_id
+        if log_entry is not None:
+            params["log_entry"] = log_entry
         with self.engine.begin() as conn:
-            return conn.execute(stmt).rowcount == 1
-
-    @staticmethod
-    def _append_log(entry: str) -> Any:
-        return func.coalesce(_c.log, "") + entry
+            return conn.execute(stmt, params).rowcount == 1
 
     def mark_running(self, task_id: int, worker: str) -> bool:
         """A run starts: ``attempts`` + 1, progress 0. Refused for finished and canceled rows.
@@ -160,7 +197,7 @@ class TaskStore:
             task_id,
             (*WAITING, TaskStatus.RUNNING.value, TaskStatus.FAILED.value),
             status=TaskStatus.RUNNING.value,
-            attempts=_c.attempts + 1,
+            bump_attempts=True,
             progress=0,
             progress_message=None,
             started_at=utcnow(),
@@ -200,7 +237,7 @@ class TaskStore:
             task_id,
             from_statuses,
             status=status.value,
-            log=self._append_log(log_entry),
+            log_entry=log_entry,
             progress=100,
             **extra,
         )
@@ -211,7 +248,7 @@ class TaskStore:
             task_id,
             WAITING,
             status=TaskStatus.FAILED.value,
-            log=self._append_log(log_entry),
+            log_entry=log_entry,
             finished_at=utcnow(),
         )
 
@@ -225,7 +262,7 @@ class TaskStore:
             task_id,
             from_statuses,
             status=TaskStatus.CANCELED.value,
-            log=self._append_log(log_entry),
+            log_entry=log_entry,
             finished_at=utcnow(),
         )
 
@@ -242,7 +279,7 @@ class TaskStore:
             task_id,
             from_statuses,
             status=(TaskStatus.SCHEDULED if scheduled_for else TaskStatus.QUEUED).value,
-            log=self._append_log(log_entry),
+            log_entry=log_entry,
             progress=0,
             progress_message=None,
             result=None,

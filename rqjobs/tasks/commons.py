@@ -99,7 +99,9 @@ class TaskSpec:
             import re
 
             # "missing a required argument: 'to'" -> "... 'to' (--to)": CLI users know options
-            message = re.sub(r"'(\w+)'$", lambda m: f"{m.group(0)} (--{m.group(1).replace('_', '-')})", str(exc))
+            message = re.sub(
+                r"'(\w+)'$", lambda m: f"{m.group(0)} (--{m.group(1).replace('_', '-')})", str(exc)
+            )
             raise InvalidTaskArguments(f"{self.name}: {message}") from None
         bound.apply_defaults()
         return dict(bound.arguments)
