@@ -13,14 +13,16 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from rqjobs._click import Command, Context, UsageError
 from rqjobs.exceptions import InvalidInput, InvalidTaskArguments
-from rqjobs.tasks.commons import TaskSpec
+
+if TYPE_CHECKING:
+    from rqjobs.tasks.commons import TaskSpec
 
 _SIMPLE = (str, int, float, bool, Path)
 _PREFIX = "task__"
@@ -224,7 +226,7 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
     callback.__annotations__ = annotations
     callback.__doc__ = inspect.getdoc(spec.func) or spec.name
     example = _example(spec, task_params)
-    app = typer.Typer(add_completion=False)
+    app = typer.Typer(add_completion=False, rich_markup_mode=None)
     app.command(name=spec.name, epilog=f"Example: {example}")(callback)
     return typer.main.get_command(app)
 
