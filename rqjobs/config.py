@@ -60,6 +60,7 @@ class Settings:
     progress_interval_s: float = d.PROGRESS_INTERVAL_S
     reconcile_interval_s: float = d.RECONCILE_INTERVAL_S
     reconcile_grace_s: float = d.RECONCILE_GRACE_S
+    worker_liveness_ttl_s: float = d.WORKER_LIVENESS_TTL_S
     redis_socket_timeout_s: float = d.REDIS_SOCKET_TIMEOUT_S
     templates_dir: Path | None = None
     image_sizes: tuple[int, ...] = d.IMAGE_SIZES_PX
@@ -95,6 +96,7 @@ _TOP_KEYS: dict[str, str] = {
     "progress_interval_s": "float",
     "reconcile_interval_s": "float",
     "reconcile_grace_s": "float",
+    "worker_liveness_ttl_s": "float",
     "redis_socket_timeout_s": "float",
     "templates_dir": "path",
     "image_sizes": "list[int]",
@@ -272,7 +274,10 @@ def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None
     for key in ("default_timeout_s", "status_limit", "result_ttl_s", "failure_ttl_s"):
         if key in values and values[key] <= 0:
             raise ConfigError(f"{where}: {key} must be positive")
-    for key in ("default_retries", "default_retry_interval_s"):
+    for key in ("reconcile_interval_s", "worker_liveness_ttl_s"):
+        if key in values and values[key] <= 0:
+            raise ConfigError(f"{where}: {key} must be positive")
+    for key in ("default_retries", "default_retry_interval_s", "reconcile_grace_s"):
         if key in values and values[key] < 0:
             raise ConfigError(f"{where}: {key} must not be negative")
     if any(size <= 0 for size in values.get("image_sizes", ())):

@@ -15,6 +15,17 @@ PROGRESS_INTERVAL_S = 0.5
 RECONCILE_INTERVAL_S = 15.0
 #: a queued row younger than this is never touched by reconcile: its enqueue may be under way
 RECONCILE_GRACE_S = 60.0
+#: a worker refreshes its liveness key in Redis every third of this; a key missing for this
+#: long means the worker (or its machine) is gone
+WORKER_LIVENESS_TTL_S = 15.0
+#: a reconcile pass holds the cluster-wide reconcile lock at most this long
+RECONCILE_LOCK_TTL_S = 120.0
+#: `rqjobs reconcile` waits this long for another reconcile pass to finish
+RECONCILE_LOCK_WAIT_S = 30.0
+#: a worker that lost Redis tries again at most this far apart
+REDIS_RECONNECT_MAX_WAIT_S = 5.0
+#: a burst worker gives up when Redis stays unreachable this long (a long-running worker waits)
+BURST_REDIS_OUTAGE_LIMIT_S = 120.0
 #: RQ keeps results and failures at least this long, so reconcile can read them
 RESULT_TTL_S = 86_400
 FAILURE_TTL_S = 7 * 86_400

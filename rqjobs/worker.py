@@ -27,6 +27,7 @@ from rqjobs.status import WAITING, TaskStatus
 from rqjobs.store.models import utcnow
 from rqjobs.store.repository import attempt_log_entry
 from rqjobs.tasks import commons
+from rqjobs.worker_health import WorkerHealthMixin, run_supervised
 
 if TYPE_CHECKING:
     from rqjobs.runtime import Runtime
@@ -68,8 +69,12 @@ def _signal_description(ret_val: int | None) -> str:
     return f"ended unexpectedly (wait status {ret_val})"
 
 
-class RqjobsWorker(Worker):
-    """A forking RQ worker that keeps task rows truthful."""
+class RqjobsWorker(WorkerHealthMixin, Worker):
+    """A forking RQ worker that keeps task rows truthful.
+
+    :class:`~rqjobs.worker_health.WorkerHealthMixin` adds the liveness key, periodic
+    reconcile, horses that die with the worker, and tolerance of Redis outages.
+    """
 
     death_penalty_class = TrackingDeathPenalty
     job_class = RqjobsJob
@@ -159,5 +164,10 @@ def run_worker(
     """Import the task modules, then work the queues until stopped (or drained, in burst)."""
     commons.load_task_modules(runtime.settings)
     queue_names = list(queues) or [runtime.settings.default_queue]
-    worker = RqjobsWorker(queue_names, runtime=runtime)
-    return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=logging_level)
+    return run_supervised(
+        runtime,
+        lambda: RqjobsWorker(queue_names, runtime=runtime),
+        burst=burst,
+        with_scheduler=with_scheduler,
+        logging_level=logging_level,
+    )

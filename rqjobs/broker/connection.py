@@ -45,14 +45,17 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> Redis:
     """A Redis client for the settings; starts the embedded server when needed."""
     from redis import Redis
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.retry import Retry
 
     timeouts = {
         "socket_timeout": settings.redis_socket_timeout_s,
         "socket_connect_timeout": min(settings.redis_socket_timeout_s, 3.0),
         "health_check_interval": 30,
-        # one quick retry of a dropped connection; no long backoff that hides an outage
-        "retry": Retry(NoBackoff(), 1),
+        # one quick retry of a dropped connection (a restarted server); no long backoff that
+        # hides an outage, and no retry after a timeout: the command may have been received
+        # (a write would land twice, e.g. a job pushed twice) and the wait would double
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
     if settings.redis_url:
         try:

@@ -351,6 +351,7 @@ def _task_id_for(
     )
     job.meta["rqjobs_task_id"] = record.id
     job.save_meta()
+    job.connection.set(f"rqjobs:task-job:{record.id}", job.id)  # how reconcile finds this row's job
     return record.id
 
 
