@@ -210,11 +210,27 @@ def worker(
         ),
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Worker processes on this host (RQ's worker pool).")
+    ] = 1,
 ) -> None:
     """Run a worker with the scheduler on. Stop with Ctrl-C or SIGTERM (a second one stops at once).
 
     Example: rqjobs worker default emails --burst
     """
+    if workers > 1:
+        from rqjobs.worker_health import run_worker_pool
+
+        runtime = runtime_from(ctx)
+        run_worker_pool(
+            runtime,
+            queues or [runtime.settings.default_queue],
+            num_workers=workers,
+            burst=burst,
+            with_scheduler=scheduler,
+            logging_level="WARNING" if quiet else "INFO",
+        )
+        return
     from rqjobs.worker import run_worker
 
     run_worker(
@@ -424,3 +440,42 @@ def main(argv: list[str] | None = None) -> None:
             soft_wrap=True,
         )
         sys.exit(1)
+
+
+# -- reconcile --------------------------------------------------------------------------
+
+
+@app.command("reconcile")
+def reconcile_command(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would change; change nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the changes as JSON.")] = False,
+    no_lock: Annotated[
+        bool,
+        typer.Option("--no-lock", help="Do not wait for a pass running elsewhere (safe, may repeat work)."),
+    ] = False,
+) -> None:
+    """Make task rows agree with Redis now (workers also do this every reconcile_interval_s).
+
+    Fails or re-queues rows whose worker died, takes RQ's verdict for jobs RQ finished or
+    failed, and enqueues again queued rows whose job is missing from Redis.
+
+    Example: rqjobs reconcile --dry-run
+    """
+    from rqjobs.reconcile import reconcile
+
+    load_tasks(ctx)
+    report = reconcile(runtime_from(ctx), dry_run=dry_run, lock=not no_lock)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([change.to_dict() for change in report.changes], indent=2))
+    else:
+        from rich.markup import escape
+
+        for change in report.changes:
+            _stdout().print(escape(change.describe()), soft_wrap=True)
+    verb = "would change" if dry_run else "changed"
+    _info(f"[dim]reconcile: {len(report.changes)} {verb}, {report.checked} unfinished rows checked[/dim]")
