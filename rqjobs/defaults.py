@@ -18,8 +18,9 @@ RECONCILE_GRACE_S = 60.0
 #: a worker refreshes its liveness key in Redis every third of this; a key missing for this
 #: long means the worker (or its machine) is gone
 WORKER_LIVENESS_TTL_S = 15.0
-#: a reconcile pass holds the cluster-wide reconcile lock at most this long
-RECONCILE_LOCK_TTL_S = 120.0
+#: a reconcile pass holds the cluster-wide reconcile lock at most this long (a holder on the
+#: same machine that died is noticed at once; passes may overlap safely, they only repeat work)
+RECONCILE_LOCK_TTL_S = 60.0
 #: `rqjobs reconcile` waits this long for another reconcile pass to finish
 RECONCILE_LOCK_WAIT_S = 30.0
 #: a worker that lost Redis tries again at most this far apart

@@ -422,7 +422,7 @@ class _Pass:
             info = infos[job_ids[row.id]]
             try:
                 if row.status == _RUNNING:
-                    self.running_row(row, info, self.view.dead_reason(row.worker, row.started_at))
+                    self.running_row(row, info, self._run_over(row, info))
                 else:
                     self.waiting_row(row, info)
             except Exception as exc:
@@ -434,7 +434,19 @@ class _Pass:
                     "reconcile: task %s skipped: %s: %s", row.id, type(exc).__name__, exc, exc_info=True
                 )
         self.sweep_started_registries({job_ids[row.id] for row in rows})
+        if not self.dry_run:
+            self.release_dead_scheduler_locks()
         return self.report
+
+    def _run_over(self, row: _Row, info: _JobInfo) -> str | None:
+        """Why the run of a ``running`` row can no longer end by itself, or None."""
+        dead = self.view.dead_reason(row.worker, row.started_at)
+        if dead is None and info.status == "started":
+            from rqjobs.worker_health import label_of_worker_name
+
+            if label_of_worker_name(info.worker_name) == row.worker:
+                dead = self.view.run_gone_reason(info.worker_name, row.started_at)
+        return dead
 
     def running_row(
         self, row: _Row, info: _JobInfo, dead: str | None, expect_worker_name: str | None = None
@@ -459,7 +471,7 @@ class _Pass:
             if (
                 starter_label is not None
                 and starter_label != row.worker
-                and self.view.dead_reason(starter_label) is None
+                and self.view.run_gone_reason(info.worker_name) is None
             ):
                 return  # another worker runs the job now; its start takes the row over
             self.abandon_started(row, info, dead, starter)
@@ -654,44 +666,47 @@ class _Pass:
         elif info.status in _RQ_FINAL:
             self.adopt_rq_verdict(row, info)
         elif info.status == "started":
-            from rqjobs.worker_health import label_of_worker_name
-
-            starter = label_of_worker_name(info.worker_name)
-            why = self.view.dead_reason(starter)
-            if why is None:
-                return
-            # Did the task start in that run? Then its attempt was counted and its failure
-            # recorded (the row waits for a retry), and only RQ's retry is missing: it uses
-            # up one of RQ's retries, as RQ would have. If not, the run never began.
-            rq_started = _parse_rq_time(self.redis.hget(f"rq:job:{info.job_id}", "started_at"))
-            attempted = (
-                row.worker == starter
-                and row.started_at is not None
-                and rq_started is not None
-                and row.started_at >= rq_started
-            )
-            if attempted:
-                reason = (
-                    f"its worker died ({why}) after attempt {row.attempts} failed and before RQ "
-                    "re-queued the job; the job was queued again for the retry"
-                )
-            else:
-                reason = f"the worker that took the job died before the task started ({why}); the job was queued again"
-            if self.dry_run:
-                self._record(row, row.status, "re-queued", reason)
-                return
-            outcome = release_job_in_redis(
-                self.runtime,
-                info.job_id,
-                expect_worker_name=info.worker_name,
-                consume_retry=attempted,
-                reason=reason,
-            )
-            if outcome is not None:
-                self._update(row, {"enqueued_at": self.now}, enqueued_at=row.enqueued_at)
-                self._record(row, row.status, "re-queued", reason)
+            why = self.view.run_gone_reason(info.worker_name)
+            if why is not None:
+                self.waiting_but_started(row, info, why)
         elif info.status in ("queued", "scheduled") and info.origin:
             self.unlisted(row, info)
+
+    def waiting_but_started(self, row: _Row, info: _JobInfo, why: str) -> None:
+        """RQ has the job started by a worker loop that is over, and the row waits."""
+        from rqjobs.worker_health import label_of_worker_name
+
+        starter = label_of_worker_name(info.worker_name)
+        # Did the task start in that run? Then its attempt was counted and its failure
+        # recorded (the row waits for a retry), and only RQ's retry is missing: it uses
+        # up one of RQ's retries, as RQ would have. If not, the run never began.
+        rq_started = _parse_rq_time(self.redis.hget(f"rq:job:{info.job_id}", "started_at"))
+        attempted = (
+            row.worker == starter
+            and row.started_at is not None
+            and rq_started is not None
+            and row.started_at >= rq_started
+        )
+        if attempted:
+            reason = (
+                f"its worker loop ended ({why}) after attempt {row.attempts} failed and before RQ "
+                "re-queued the job; the job was queued again for the retry"
+            )
+        else:
+            reason = f"the worker that took the job ended before the task started ({why}); the job was queued again"
+        if self.dry_run:
+            self._record(row, row.status, "re-queued", reason)
+            return
+        outcome = release_job_in_redis(
+            self.runtime,
+            info.job_id,
+            expect_worker_name=info.worker_name,
+            consume_retry=attempted,
+            reason=reason,
+        )
+        if outcome is not None:
+            self._update(row, {"enqueued_at": self.now}, enqueued_at=row.enqueued_at)
+            self._record(row, row.status, "re-queued", reason)
 
     def unlisted(self, row: _Row, info: _JobInfo) -> None:
         """A job RQ calls queued (or scheduled) that sits in no queue, registry or worker."""
@@ -706,7 +721,6 @@ class _Pass:
             return
         # entries a worker made as it took the job (RQ adds the execution before the fork,
         # the horse marks the job started): a live worker is about to start it
-        from rqjobs.worker_health import label_of_worker_name
 
         stale = []
         for member in self.redis.zrange(queue.started_job_registry.key, 0, -1):
@@ -714,7 +728,7 @@ class _Pass:
             if member.rsplit(":", 1)[0] != info.job_id:
                 continue
             worker_name = _text(self.redis.hget(f"rq:execution:{member}", "worker_name"))
-            if worker_name is not None and self.view.dead_reason(label_of_worker_name(worker_name)) is None:
+            if worker_name is not None and self.view.run_gone_reason(worker_name) is None:
                 return
             stale.append(member)
         if not self._confirmed(info.job_id, f"unlisted-{info.status}"):
@@ -764,7 +778,6 @@ class _Pass:
 
     def sweep_started_registries(self, seen: set[str]) -> None:
         """Release RQ's started entries of dead workers whose rows are final (RQ-side only)."""
-        from rqjobs.worker_health import label_of_worker_name
 
         queue_keys = [_text(k) or "" for k in self.redis.smembers("rq:queues")]
         for queue_key in queue_keys:
@@ -782,7 +795,7 @@ class _Pass:
                 record = self.store.get(int(job_id))
                 if record is None or record.status not in FINAL:
                     continue
-                why = self.view.dead_reason(label_of_worker_name(worker_name))
+                why = self.view.run_gone_reason(worker_name)
                 if why is None:
                     continue
                 reason = (
@@ -802,8 +815,58 @@ class _Pass:
                 if outcome is not None:
                     self._record(_Row.of(record), record.status, "released in Redis", reason)
 
+    def release_dead_scheduler_locks(self) -> None:
+        """Free a queue's scheduler lock whose scheduler process died with its worker.
+
+        RQ's lock lives a minute after its holder's last refresh: until then no other worker
+        may start a scheduler, and retries with an interval and ``--in`` jobs wait. A
+        holder on this machine whose process is gone, or one anywhere whose heartbeat is
+        long overdue, no longer holds it.
+        """
+        from rq.scripts import release_lock
+        from rq.utils import utcparse
+
+        from rqjobs.worker_health import local_process_alive
+
+        overdue_s = max(30.0, 3 * self.settings.worker_liveness_ttl_s)
+        for queue_key in sorted(_text(k) or "" for k in self.redis.smembers("rq:queues")):
+            lock_key = f"rq:scheduler-lock:{queue_key.removeprefix('rq:queue:')}"
+            owner = _text(self.redis.get(lock_key))
+            if not owner:
+                continue
+            info = {_text(k): _text(v) for k, v in self.redis.hgetall(f"rq:scheduler:{owner}").items()}
+            pid = info.get("pid") or ""
+            if info.get("hostname") == self.view.hostname and pid.isdigit() and int(pid) > 0:
+                dead = not local_process_alive(int(pid))
+            elif info.get("last_heartbeat") and self.view.trusted:
+                age_s = self.view.redis_now_s - utcparse(info["last_heartbeat"] or "").timestamp()
+                dead = age_s > overdue_s
+            else:
+                dead = False
+            if dead and release_lock(self.redis, lock_key, owner):
+                log.info("reconcile: released %s held by scheduler %s, which is gone", lock_key, owner)
+
 
 # -- entry points ----------------------------------------------------------------------------
+
+
+def _lock_token() -> str:
+    """``host:pid#random``: whoever finds the lock taken can tell whether its holder lives."""
+    from rqjobs.worker_health import process_label
+
+    return f"{process_label()}#{uuid4().hex}"
+
+
+def _holder_is_dead(token: str | None) -> bool:
+    """A lock holder on this machine whose process is gone (killed mid-pass) holds nothing."""
+    import socket
+
+    from rqjobs.worker_health import local_process_alive
+
+    if not token or "#" not in token:
+        return False
+    host, _, pid = token.split("#", 1)[0].rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not local_process_alive(int(pid))
 
 
 def _acquire(redis: Redis, key: str, token: str, ttl_ms: int, wait_s: float) -> bool:
@@ -811,6 +874,10 @@ def _acquire(redis: Redis, key: str, token: str, ttl_ms: int, wait_s: float) -> 
     while True:
         if redis.set(key, token, nx=True, px=ttl_ms):
             return True
+        holder = _text(redis.get(key))
+        if _holder_is_dead(holder):
+            redis.eval(_RELEASE_LOCK, 1, key, holder)
+            continue
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
@@ -830,7 +897,7 @@ def reconcile(
     overlap, which is safe (every change is conditional) but does work twice.
     """
     redis = runtime.redis
-    token = uuid4().hex
+    token = _lock_token()
     if lock and not dry_run:
         if not _acquire(redis, LOCK_KEY, token, int(defaults.RECONCILE_LOCK_TTL_S * 1000), lock_wait_s):
             raise ReconcileBusy()
@@ -844,7 +911,7 @@ def reconcile(
 def reconcile_if_due(runtime: Runtime, interval_s: float) -> ReconcileReport | None:
     """The worker's periodic pass: at most one per ``interval_s`` across all workers."""
     redis = runtime.redis
-    token = uuid4().hex
+    token = _lock_token()
     if not redis.set(TURN_KEY, token, nx=True, px=max(1, int(interval_s * 1000))):
         return None
     if not _acquire(redis, LOCK_KEY, token, int(defaults.RECONCILE_LOCK_TTL_S * 1000), 0):
@@ -874,6 +941,9 @@ def release_run(
     info = work.job_infos([job_id])[job_id]
     if record.status == _RUNNING and record.worker == worker_label:
         work.running_row(_Row.of(record), info, why, expect_worker_name=worker_name)
+    elif record.status in WAITING and info.status == "started" and info.worker_name == worker_name:
+        # the attempt ended and was recorded (a retry is due), but RQ could not re-queue it
+        work.waiting_but_started(_Row.of(record), info, why)
     elif record.status in FINAL and info.status == "started" and info.worker_name == worker_name:
         release_job_in_redis(
             runtime,

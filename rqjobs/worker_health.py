@@ -147,7 +147,7 @@ class LivenessView:
         self.ttl_s = settings.worker_liveness_ttl_s
         self.hostname = socket.gethostname()
         self.redis_now_s, self.trusted = self._trust_missing_keys(write_marker)
-        self._cache: dict[str, bool] = {}
+        self._names: dict[str, str | None] = {}
 
     def _trust_missing_keys(self, write_marker: bool) -> tuple[float, bool]:
         uptime_s = float(self.redis.info("server").get("uptime_in_seconds", 0))
@@ -161,10 +161,32 @@ class LivenessView:
             since_s = float(raw) if raw is not None else now_f
         return now_f, uptime_s >= self.ttl_s and now_f - since_s >= self.ttl_s
 
+    def current_name(self, label: str) -> str | None:
+        """The RQ worker name the process ``label`` runs now (its liveness key's value)."""
+        if label not in self._names:
+            raw = self.redis.get(liveness_key(label))
+            self._names[label] = raw.decode() if isinstance(raw, bytes) else raw
+        return self._names[label]
+
     def key_present(self, label: str) -> bool:
-        if label not in self._cache:
-            self._cache[label] = bool(self.redis.exists(liveness_key(label)))
-        return self._cache[label]
+        return self.current_name(label) is not None
+
+    def run_gone_reason(self, worker_name: str | None, started_before: datetime | None = None) -> str | None:
+        """Why the worker loop ``worker_name`` (``host:pid:id``) is over, or None if it may run.
+
+        Over when its process is dead, or when that process has since started a new loop
+        (after a Redis outage): one process runs one loop at a time.
+        """
+        label = label_of_worker_name(worker_name)
+        if label is None:
+            return None
+        why = self.dead_reason(label, started_before)
+        if why is not None:
+            return why
+        current = self.current_name(label)
+        if current is not None and current != worker_name:
+            return f"the worker loop {worker_name} has ended; its process now runs {current}"
+        return None
 
     def dead_reason(self, label: str | None, started_before: datetime | None = None) -> str | None:
         """Why the worker ``label`` counts as dead, or None while it may be alive."""

@@ -445,5 +445,11 @@ def set_task_progress(percent: int | float, message: str | None = None) -> None:
     job = attempt.job
     job.meta["progress"] = percent
     job.meta["progress_message"] = message
-    job.save_meta()
+    try:
+        job.save_meta()
+    except Exception as exc:  # Redis down: progress is best effort, the task must go on
+        from rqjobs.worker_health import is_broker_error
+
+        if not is_broker_error(exc):
+            raise
     attempt.store.set_progress(attempt.task_id, percent, message)
