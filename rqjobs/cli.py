@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
 def reconcile_command(
     ctx: typer.Context,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Show what would change; change nothing.")
+        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the changes as JSON.")] = False,
     no_lock: Annotated[
@@ -477,5 +477,7 @@ def reconcile_command(
 
         for change in report.changes:
             _stdout().print(escape(change.describe()), soft_wrap=True)
-    verb = "would change" if dry_run else "changed"
-    _info(f"[dim]reconcile: {len(report.changes)} {verb}, {report.checked} unfinished rows checked[/dim]")
+    done = "to make (dry run)" if dry_run else "made"
+    _info(
+        f"[dim]reconcile: {len(report.changes)} changes {done}, {report.checked} unfinished rows checked[/dim]"
+    )

@@ -161,7 +161,10 @@ def run_worker(
     with_scheduler: bool = True,
     logging_level: str = "INFO",
 ) -> bool:
-    """Import the task modules, then work the queues until stopped (or drained, in burst)."""
+    """Import the task modules, then work the queues until stopped (or drained, in burst).
+
+    RQ's loop is started again after a Redis outage (see :func:`rqjobs.worker_health.run_supervised`).
+    """
     commons.load_task_modules(runtime.settings)
     queue_names = list(queues) or [runtime.settings.default_queue]
     return run_supervised(

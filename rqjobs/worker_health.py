@@ -200,10 +200,10 @@ class LivenessView:
         if host == self.hostname:
             if local_process_alive(int(pid_text), started_before):
                 return None
-            return f"its process {pid_text} on this machine no longer exists (killed, or it crashed)"
+            return f"its process {pid_text} on this machine no longer exists: killed, or it crashed"
         return (
-            f"it has not refreshed its liveness key in Redis for over {self.ttl_s:g} s "
-            "(its machine is gone, or cut off from Redis)"
+            f"it has not refreshed its liveness key in Redis for over {self.ttl_s:g} s: "
+            "its machine is gone, or cut off from Redis"
         )
 
 

@@ -202,6 +202,8 @@ def _explain_unfinished(project: Project) -> None:
         )
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180 + TASKS)
 def test_chaos(project: Project, own_redis: RedisServer) -> None:
     rng = random.Random(SEED)
     print(f"\nchaos: {TASKS} tasks, seed {SEED} (RQJOBS_CHAOS_SEED={SEED} repeats it)")
