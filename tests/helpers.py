@@ -41,7 +41,9 @@ def configure(project: Project, mail: dict[str, Any] | None = None, **extra: Any
     project.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def rqjobs_in(cwd: Path, project: Project, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def rqjobs_in(
+    cwd: Path, project: Project, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``rqjobs --config <project's> ARGS`` with another working directory than the project's."""
     cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
