@@ -90,8 +90,10 @@ def _url_chunks(url: str) -> Iterator[tuple[str, float]]:
     limit = settings.url_max_bytes
     timeout_s = settings.url_timeout_s
     request = urllib.request.Request(url, headers={"User-Agent": "rqjobs-count-words"})
+    done = -1  # bytes of the body read so far; -1 until the response's headers arrived
     try:
         with _http_only_opener().open(request, timeout=timeout_s) as response:
+            done = 0
             length = int(response.headers.get("Content-Length") or 0)
             if length > limit:
                 raise CountWordsError(
@@ -102,7 +104,6 @@ def _url_chunks(url: str) -> Iterator[tuple[str, float]]:
                 decoder = codecs.getincrementaldecoder(charset)(errors="replace")
             except LookupError:
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            done = 0
             while block := response.read(_CHUNK_BYTES):
                 done += len(block)
                 if done > limit:
@@ -119,7 +120,11 @@ def _url_chunks(url: str) -> Iterator[tuple[str, float]]:
             raise CountWordsError(f"{url} did not answer within url_timeout_s ({timeout_s} s)") from None
         raise CountWordsError(f"cannot read {url}: {reason}") from None
     except TimeoutError:
-        raise CountWordsError(f"{url} stopped sending for url_timeout_s ({timeout_s} s)") from None
+        if done < 0:
+            raise CountWordsError(f"{url} did not answer within url_timeout_s ({timeout_s} s)") from None
+        raise CountWordsError(
+            f"{url} stopped sending for url_timeout_s ({timeout_s} s) before the end of the body"
+        ) from None
     except (OSError, ValueError) as exc:
         raise CountWordsError(f"cannot read {url}: {type(exc).__name__}: {exc}") from None
 
