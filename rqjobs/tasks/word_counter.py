@@ -155,9 +155,11 @@ def count_words(
         counts.update(w.lower() for w in _WORD.findall(chunk[:cut]))
         set_task_progress(int(fraction * 99), f"counted {sum(counts.values())} words")
     counts.update(w.lower() for w in _WORD.findall(carry))
+    total = sum(counts.values())
+    set_task_progress(99, f"counted {total} words")  # the held-back last word counts too
     return {
         "source": source,
-        "total": sum(counts.values()),
+        "total": total,
         "unique": len(counts),
         "top": [[word, n] for word, n in counts.most_common(top)],
     }
