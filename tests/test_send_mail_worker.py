@@ -226,5 +226,9 @@ def test_bad_input_is_refused_before_any_row(
     assert redis_job_keys(project) == []
 
     # the next good task gets id 1: no row was written and deleted either (ids are never reused)
-    good = project.enqueue("send-mail", "--to", "a@example.com", "--subject", "Hi", description="good")
-    assert good == 1 and row_count(project) == 1
+    from rqjobs.api import enqueue_task
+
+    good = enqueue_task(
+        "send-mail", to=["a@example.com"], subject="Hi", description="good", runtime=project.runtime()
+    )
+    assert good.id == 1 and row_count(project) == 1
