@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from rqjobs.exceptions import EnqueueFailed, InvalidSchedule, InvalidTaskArguments
+from rqjobs.exceptions import EnqueueFailed, InvalidSchedule, InvalidTaskArguments, TaskDefinitionError
 from rqjobs.tasks.commons import TaskSpec, get_task
 
 if TYPE_CHECKING:
@@ -74,6 +74,18 @@ def _check_json(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         raise InvalidTaskArguments(f"{spec.name}: arguments must be JSON-serialisable: {exc}") from None
 
 
+def _as_keyword_arguments(spec: TaskSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments by parameter name -> keyword arguments (a ``**extra`` dict is spread out)."""
+    out: dict[str, Any] = {}
+    for name, value in arguments.items():
+        param = spec.signature.parameters.get(name)
+        if param is not None and param.kind is param.VAR_KEYWORD and isinstance(value, dict):
+            out.update(value)
+        else:
+            out[name] = value
+    return out
+
+
 def enqueue_task(
     task: str | Callable[..., Any],
     *args: Any,
@@ -103,7 +115,17 @@ def enqueue_task(
     bound = spec.bind(args, kwargs)
     _check_json(spec, args, kwargs)
     if spec.validate is not None:
-        spec.validate(bound)
+        normalised = spec.validate(bound)
+        if normalised is not None:
+            if not isinstance(normalised, dict):
+                raise TaskDefinitionError(
+                    f"task {spec.name!r}: its validate function returned {type(normalised).__name__}; "
+                    "it must return None or a dict of arguments by parameter name"
+                )
+            # e.g. relative paths made absolute: the worker's cwd is not the caller's
+            args, kwargs = (), _as_keyword_arguments(spec, normalised)
+            spec.bind(args, kwargs)
+            _check_json(spec, args, kwargs)
     queue_name, timeout, max_retries, intervals = _resolve_options(
         spec, settings, queue, timeout_s, retries, retry_interval_s
     )

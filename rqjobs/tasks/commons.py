@@ -80,7 +80,7 @@ class TaskSpec:
     timeout_s: int | None = None
     retries: int | None = None
     retry_interval_s: int | list[int] | None = None
-    validate: Callable[[dict[str, Any]], None] | None = None
+    validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     signature: inspect.Signature = field(default=None, repr=False)  # type: ignore[assignment]
     #: the decorated function: what a worker calls
     wrapper: Callable[..., Any] = field(default=None, repr=False)  # type: ignore[assignment]
@@ -143,7 +143,7 @@ def background_task(
     timeout_s: int | None = None,
     retries: int | None = None,
     retry_interval_s: int | list[int] | None = None,
-    validate: Callable[[dict[str, Any]], None] | None = None,
+    validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -155,13 +155,19 @@ def background_task(
     timeout_s: int | None = None,
     retries: int | None = None,
     retry_interval_s: int | list[int] | None = None,
-    validate: Callable[[dict[str, Any]], None] | None = None,
+    validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Any:
     """Register a function as an rqjobs task and track its runs in the task row.
 
     The name defaults to the function's name with ``_`` as ``-``. ``validate`` is called
-    with the bound arguments when the task is enqueued, before any row is written, and
-    refuses bad input by raising :class:`~rqjobs.exceptions.InvalidTaskArguments`.
+    with the bound arguments (a dict by parameter name, defaults applied) when the task is
+    enqueued, before any row is written, and refuses bad input by raising
+    :class:`~rqjobs.exceptions.InvalidTaskArguments`. It may also return a dict of
+    normalised arguments by parameter name: the row and the job then carry those, as
+    keyword arguments, instead of what the caller passed. That is how a relative path
+    is made absolute: it is checked against the enqueuing process's working directory,
+    but the worker opens it in its own, which may be another. Returning None keeps the
+    caller's arguments as they are.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
