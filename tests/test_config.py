@@ -105,3 +105,18 @@ def test_cli_reports_bad_config_without_traceback(project: Project) -> None:
     assert result.returncode == 2
     assert "not_a_key" in result.stderr and "rqjobs.toml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_config_example_documents_every_key_and_loads() -> None:
+    """config.example.toml names every key the loader accepts, and is itself valid."""
+    from rqjobs import config
+    from tests.conftest import REPO_ROOT
+
+    example = REPO_ROOT / "config.example.toml"
+    text = example.read_text()
+    for key in config._TOP_KEYS:
+        assert f"{key} =" in text, f"config.example.toml does not document {key}"
+    for key in config._MAIL_KEYS:
+        assert f"{key} =" in text, f"config.example.toml does not document mail.{key}"
+    settings = load_settings(example, env={})
+    assert settings.default_timeout_s == 180 and settings.mail.backend == "outbox"
