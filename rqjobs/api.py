@@ -51,20 +51,34 @@ def _resolve_options(
 
 
 def resolve_schedule(at: datetime | None, delay_s: float | None) -> datetime | None:
-    """When a scheduled task should run, in UTC; a naive ``at`` is local time."""
+    """When a scheduled task should run, in UTC; a naive ``at`` is local time.
+
+    Rounded up to a whole second: RQ schedules in whole seconds, and the row must not
+    promise a time before the job can run.
+    """
+    from rqjobs.timeparse import ceil_to_second
+
     if at is not None and delay_s is not None:
         raise InvalidSchedule("give either a time (at) or a delay, not both")
     now = datetime.now(timezone.utc)
     if delay_s is not None:
-        if delay_s <= 0:
+        if not delay_s > 0:  # also refuses NaN
             raise InvalidSchedule(f"the delay must be positive, got {delay_s} s")
-        return now + timedelta(seconds=delay_s)
+        try:
+            return ceil_to_second(now + timedelta(seconds=delay_s))
+        except OverflowError:
+            raise InvalidSchedule(f"the delay is too long: {delay_s} s") from None
     if at is None:
         return None
-    when = at.astimezone(timezone.utc)  # a naive datetime is taken as local time
-    if when <= now:
-        raise InvalidSchedule(f"{at.isoformat()} is in the past")
-    return when
+    if not isinstance(at, datetime):
+        raise InvalidSchedule(f"the time must be a datetime, got {type(at).__name__}")
+    try:
+        when = at.astimezone(timezone.utc)  # a naive datetime is taken as local time
+        if when <= now:
+            raise InvalidSchedule(f"{at.isoformat()} is in the past")
+        return ceil_to_second(when)
+    except OverflowError:
+        raise InvalidSchedule(f"{at.isoformat()} is out of range") from None
 
 
 def _check_json(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -202,7 +202,15 @@ def run_enqueue(
 def worker(
     ctx: typer.Context,
     queues: Annotated[Optional[list[str]], typer.Argument(help="Queues to work, in priority order.")] = None,
-    burst: Annotated[bool, typer.Option("--burst", "-b", help="Exit once nothing is due.")] = False,
+    burst: Annotated[
+        bool,
+        typer.Option(
+            "--burst",
+            "-b",
+            help="Exit once nothing is due (it waits for the retries of the jobs it ran; "
+            "jobs scheduled for later stay scheduled).",
+        ),
+    ] = False,
     scheduler: Annotated[
         bool,
         typer.Option(

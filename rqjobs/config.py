@@ -54,6 +54,7 @@ class Settings:
     default_timeout_s: int = d.DEFAULT_TIMEOUT_S
     default_retries: int = d.DEFAULT_RETRIES
     default_retry_interval_s: int = d.DEFAULT_RETRY_INTERVAL_S
+    timeout_grace_s: float = d.TIMEOUT_GRACE_S
     result_ttl_s: int = d.RESULT_TTL_S
     failure_ttl_s: int = d.FAILURE_TTL_S
     status_limit: int = d.DEFAULT_STATUS_LIMIT
@@ -89,6 +90,7 @@ _TOP_KEYS: dict[str, str] = {
     "default_timeout_s": "int",
     "default_retries": "int",
     "default_retry_interval_s": "int",
+    "timeout_grace_s": "float",
     "result_ttl_s": "int",
     "failure_ttl_s": "int",
     "status_limit": "int",
@@ -269,7 +271,7 @@ def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None
         raise ConfigError(f"{where}: mail.backend must be one of {', '.join(_MAIL_BACKENDS)}")
     if mail.security not in _MAIL_SECURITY:
         raise ConfigError(f"{where}: mail.security must be one of {', '.join(_MAIL_SECURITY)}")
-    for key in ("default_timeout_s", "status_limit", "result_ttl_s", "failure_ttl_s"):
+    for key in ("default_timeout_s", "status_limit", "result_ttl_s", "failure_ttl_s", "timeout_grace_s"):
         if key in values and values[key] <= 0:
             raise ConfigError(f"{where}: {key} must be positive")
     for key in ("default_retries", "default_retry_interval_s"):

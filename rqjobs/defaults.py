@@ -15,6 +15,9 @@ PROGRESS_INTERVAL_S = 0.5
 RECONCILE_INTERVAL_S = 15.0
 #: a queued row younger than this is never touched by reconcile: its enqueue may be under way
 RECONCILE_GRACE_S = 60.0
+#: a work horse still running this long after its job's timeout fired is killed by the
+#: worker (RQ hard-codes 60 s); the grace lets a timed-out task record its failure first
+TIMEOUT_GRACE_S = 60.0
 #: RQ keeps results and failures at least this long, so reconcile can read them
 RESULT_TTL_S = 86_400
 FAILURE_TTL_S = 7 * 86_400

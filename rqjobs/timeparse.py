@@ -6,6 +6,7 @@ free of heavy imports because the CLI parses with it.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -32,6 +33,8 @@ def parse_duration_s(text: str) -> float:
             pos = match.end()
         if pos != len(value) or pos == 0:
             raise InvalidInput(f"not a duration: {text!r} (use e.g. 90, 30s, 10m, 2h, 1d)") from None
+    if not math.isfinite(seconds):
+        raise InvalidInput(f"not a duration: {text!r} (use e.g. 90, 30s, 10m, 2h, 1d)")
     if seconds < 0:
         raise InvalidInput(f"a duration must not be negative: {text!r}")
     return seconds
@@ -49,6 +52,18 @@ def parse_time(text: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.astimezone()  # local time
     return parsed
+
+
+def ceil_to_second(when: datetime) -> datetime:
+    """``when`` rounded up to a whole second.
+
+    RQ's ScheduledJobRegistry scores jobs in whole seconds (rounding down) and releases a
+    job once the current whole second reaches its score, so a fractional time would run
+    up to a second early; a whole second runs no earlier than the row says.
+    """
+    if when.microsecond:
+        return when.replace(microsecond=0) + timedelta(seconds=1)
+    return when
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:

@@ -23,7 +23,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from rqjobs.exceptions import (
@@ -322,6 +322,34 @@ def worker_label() -> str:
     return f"{socket.gethostname()}:{os.getppid() if os.environ.get('RQ_JOB_ID') else os.getpid()}"
 
 
+class PermanentTaskError(Exception):
+    """The task failed in a way no retry can fix; it is not retried.
+
+    Raise it from a task (``raise PermanentTaskError("no such customer")``): the
+    decorator records the traceback, marks the row ``failed`` at once whatever retries
+    remain, and tells RQ not to retry the job either.
+    """
+
+
+def plan_retry(job: Job) -> tuple[bool, datetime | None]:
+    """Will RQ retry ``job`` after the failure being handled now, and when (None: at once)?
+
+    Read before RQ's own failure handling, which decrements ``retries_left``. The time is
+    left on the job for :meth:`RqjobsJob.retry`, so the row's ``scheduled_for`` and the
+    scheduled job registry name the same whole second.
+    """
+    if not job.should_retry:
+        return False, None
+    interval = job.get_retry_interval()
+    if not interval:
+        return True, None
+    from rqjobs.timeparse import ceil_to_second
+
+    retry_at = ceil_to_second(datetime.now(timezone.utc) + timedelta(seconds=interval))
+    job.rqjobs_retry_at = retry_at  # type: ignore[attr-defined]
+    return True, retry_at
+
+
 def note_timeout_fired() -> None:
     """Called by the worker's death penalty when the job's timeout fires.
 
@@ -411,15 +439,17 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
         result = _normalise_result(value)
     except Exception as exc:
         timed_out = isinstance(exc, JobTimeoutException) or _attempt.timeout_fired
-        will_retry = bool(job.should_retry)
-        interval = job.get_retry_interval() if will_retry else 0
-        retry_at = None
-        if interval:
-            from rqjobs.store.models import utcnow
-
-            retry_at = utcnow() + timedelta(seconds=interval)
+        permanent = isinstance(exc, PermanentTaskError) and not timed_out
+        if permanent:
+            job.retries_left = 0  # RQ's handle_job_failure then fails the job without retrying
+        will_retry, retry_at = plan_retry(job)
         record = store.get(task_id)
-        what = f"timed out after {job.timeout} s" if timed_out else "failed"
+        if timed_out:
+            what = f"timed out after {job.timeout} s"
+        elif permanent:
+            what = "failed permanently (PermanentTaskError: not retried)"
+        else:
+            what = "failed"
         entry = attempt_log_entry(
             record.attempts if record else 0, what, traceback.format_exc(), where=worker
         )
