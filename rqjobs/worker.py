@@ -158,6 +158,9 @@ def run_worker(
 ) -> bool:
     """Import the task modules, then work the queues until stopped (or drained, in burst)."""
     commons.load_task_modules(runtime.settings)
+    # open the task database now: a wrong URL or a schema that needs `rqjobs db upgrade`
+    # stops the worker with a clear error instead of failing every job it takes
+    runtime.store  # noqa: B018
     queue_names = list(queues) or [runtime.settings.default_queue]
     worker = RqjobsWorker(queue_names, runtime=runtime)
     return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=logging_level)
