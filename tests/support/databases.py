@@ -31,6 +31,16 @@ SERVER_URLS: dict[str, str] = {
 }
 #: every backend the store tests run on here
 BACKENDS: list[str] = ["sqlite", *SERVER_URLS]
+#: the server-only tests' parameters; with no server configured, one that says why it is not run
+SERVER_PARAMS: list[object] = list(SERVER_URLS) or [
+    pytest.param(
+        None,
+        id="no-server",
+        marks=pytest.mark.skip(
+            reason="no database server configured: set RQJOBS_TEST_POSTGRES_URL and/or RQJOBS_TEST_MYSQL_URL"
+        ),
+    )
+]
 
 
 def _admin_engine(server_url: str):  # type: ignore[no-untyped-def]
@@ -102,7 +112,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             forget_engines()
 
 
-@pytest.fixture(params=list(SERVER_URLS))
+@pytest.fixture(params=SERVER_PARAMS)
 def server_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerDatabase]:
     """An empty database on each configured server (PostgreSQL, MariaDB), not SQLite."""
     database = ServerDatabase(request.param, SERVER_URLS[request.param])
