@@ -156,3 +156,25 @@ def test_a_lost_commit_reply_is_neither_repeated_nor_misreported(
         count = conn.execute(select(func.count()).select_from(Task.__table__)).scalar_one()
     assert count == 2  # not inserted twice
     assert _direct_store(server_db).get(record.id).description == "once"
+
+
+def test_progress_during_an_outage_is_skipped_not_retried(
+    proxy: TcpProxy,
+    server_db: ServerDatabase,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # progress is advisory: the task must not stall for db_retry_s on a progress report
+    store = TaskStore(get_engine(proxy.url_for(server_db.url_string())), retry_s=120)
+    task = store.insert(name="add", description="d", queue="default", args=[], kwargs={}, timeout_s=5)
+    assert store.mark_running(task.id, "h:1")
+    proxy.down()
+    try:
+        with caplog.at_level("WARNING", logger="rqjobs.store"):
+            assert store.set_progress(task.id, 50, "half way") is False
+        assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+            f"progress of task {task.id} not recorded"
+        ]
+    finally:
+        proxy.up()
+    assert store.set_progress(task.id, 60, "on again")
+    assert _direct_store(server_db).get(task.id).progress == 60
