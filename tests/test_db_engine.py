@@ -42,7 +42,6 @@ def test_sqlite_writer_waits_for_the_lock_and_reader_does_not(tmp_path: Path) ->
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     holder.execute("UPDATE tasks SET progress = 7 WHERE id = ?", (first,))
-    released = threading.Event()
     written: list[object] = []
 
     def writer() -> None:
@@ -56,9 +55,9 @@ def test_sqlite_writer_waits_for_the_lock_and_reader_does_not(tmp_path: Path) ->
     # readers are never blocked by a writer in WAL mode: this returns while the lock is held
     assert store.get(first).progress == 0
     assert [r.name for r in store.list(limit=None)] == ["first"]
-    assert not written, "the writer did not wait for the lock"
+    thread.join(0.5)
+    assert thread.is_alive() and not written, f"the writer did not wait for the lock: {written}"
     holder.execute("COMMIT")
-    released.set()
     thread.join(timeout=60)
     assert len(written) == 1 and isinstance(written[0], int), written
     assert store.get(first).progress == 7 and store.get(written[0]).name == "second"  # type: ignore[arg-type]

@@ -126,7 +126,9 @@ def test_enqueue_during_an_outage_fails_clearly_and_enqueues_nothing(
         assert result.stderr.startswith("Error: cannot open the task database:"), result.stderr
         assert "Traceback" not in result.stderr
         # the long-lived process retries for db_retry_s, then gets a clear error
-        with pytest.raises(DatabaseError, match="the task database is unreachable: could not insert an? add"):
+        with pytest.raises(
+            DatabaseError, match="the task database is unreachable: could not record a new add task"
+        ):
             enqueue_task("add", 7, 8, description="while down", runtime=runtime)
     finally:
         proxy.up()

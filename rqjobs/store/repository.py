@@ -176,7 +176,7 @@ class TaskStore:
             found = conn.execute(stmt).scalar()
             return None if found is None else int(found)
 
-        task_id = self._write(f"insert a {name} task", work, landed)
+        task_id = self._write(f"record a new {name} task", work, landed)
         return TaskRecord(id=task_id, **values)
 
     def _transition(self, task_id: int, from_statuses: Iterable[str], **values: Any) -> bool:
