@@ -62,6 +62,7 @@ class Settings:
     reconcile_interval_s: float = d.RECONCILE_INTERVAL_S
     reconcile_grace_s: float = d.RECONCILE_GRACE_S
     redis_socket_timeout_s: float = d.REDIS_SOCKET_TIMEOUT_S
+    db_retry_s: float = d.DB_RETRY_S
     templates_dir: Path | None = None
     image_sizes: tuple[int, ...] = d.IMAGE_SIZES_PX
     image_output_dir: Path | None = None
@@ -98,6 +99,7 @@ _TOP_KEYS: dict[str, str] = {
     "reconcile_interval_s": "float",
     "reconcile_grace_s": "float",
     "redis_socket_timeout_s": "float",
+    "db_retry_s": "float",
     "templates_dir": "path",
     "image_sizes": "list[int]",
     "image_output_dir": "path",
@@ -274,7 +276,7 @@ def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None
     for key in ("default_timeout_s", "status_limit", "result_ttl_s", "failure_ttl_s", "timeout_grace_s"):
         if key in values and values[key] <= 0:
             raise ConfigError(f"{where}: {key} must be positive")
-    for key in ("default_retries", "default_retry_interval_s"):
+    for key in ("default_retries", "default_retry_interval_s", "db_retry_s"):
         if key in values and values[key] < 0:
             raise ConfigError(f"{where}: {key} must not be negative")
     if any(size <= 0 for size in values.get("image_sizes", ())):

@@ -28,6 +28,10 @@ REDIS_CONNECT_TIMEOUT_S = 3.0
 
 #: SQLite waits this long for a lock before giving up
 SQLITE_BUSY_TIMEOUT_S = 30.0
+#: reads and writes of task rows keep retrying this long while the database is unreachable
+DB_RETRY_S = 30.0
+#: a PostgreSQL/MariaDB connection attempt gives up after this long (no hang on a dead host)
+DB_CONNECT_TIMEOUT_S = 10
 
 EMBEDDED_REDIS_START_TIMEOUT_S = 10.0
 EMBEDDED_REDIS_STOP_TIMEOUT_S = 10.0

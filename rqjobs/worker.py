@@ -271,6 +271,9 @@ def run_worker(
     is left; jobs scheduled for later by anyone else stay scheduled.
     """
     commons.load_task_modules(runtime.settings)
+    # open the task database now: a wrong URL or a schema that needs `rqjobs db upgrade`
+    # stops the worker with a clear error instead of failing every job it takes
+    runtime.store  # noqa: B018
     queue_names = list(queues) or [runtime.settings.default_queue]
     worker = RqjobsWorker(queue_names, runtime=runtime)
     worker.remember_runs = burst and with_scheduler

@@ -32,7 +32,9 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert settings.result_ttl_s >= 86400
 
 
-def test_file_in_working_directory_and_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_in_working_directory_and_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(
         tmp_path / "rqjobs.toml",
         'data_dir = "var"\ndatabase_url = "sqlite:///db/tasks.db"\ntasks_modules = ["myapp.tasks"]\n',
