@@ -118,27 +118,29 @@ def compute_stats(
     buckets = max(1, buckets)
     counts = store.counts_by_name_and_status(names=names, since=since)
     durations: dict[str, array[float]] = {}
-    ends: list[tuple[datetime, bool]] = []
-    for name, status, started, finished in store.iter_run_times(names=names, since=since):
+    #: Unix seconds at which each run ended, finished and failed apart
+    ended: dict[bool, array[float]] = {False: array("d"), True: array("d")}
+    for name, status, started_s, finished_s in store.iter_run_times(names=names, since=since):
         failed = status == TaskStatus.FAILED.value
         if not failed:
-            durations.setdefault(name, array("d")).append(max(0.0, (finished - started).total_seconds()))
-        ends.append((finished, failed))
+            durations.setdefault(name, array("d")).append(max(0.0, finished_s - started_s))
+        ended[failed].append(finished_s)
 
     # the chart starts where runs started ending, so a young window is not one bar at the edge
-    first_end = min((when for when, _ in ends), default=None)
+    now_s = now.timestamp()
+    first_end = min((min(a) for a in ended.values() if a), default=None)
     if first_end is None:
-        start = since or now - timedelta(days=1)
+        start_s = (since or now - timedelta(days=1)).timestamp()
     else:
-        start = first_end if since is None else max(since, first_end)
-    span_s = max((now - start).total_seconds(), 1.0)
-    bucket_s = span_s / buckets
-    finished_per = [0] * buckets
-    failed_per = [0] * buckets
-    for when, failed in ends:
-        index = int((when - start).total_seconds() // bucket_s)
-        index = min(max(index, 0), buckets - 1)
-        (failed_per if failed else finished_per)[index] += 1
+        start_s = first_end if since is None else max(since.timestamp(), first_end)
+    bucket_s = max(now_s - start_s, 1.0) / buckets
+    per_bucket = {False: [0] * buckets, True: [0] * buckets}
+    for failed, ends in ended.items():
+        counts_here = per_bucket[failed]
+        for end_s in ends:
+            counts_here[min(max(int((end_s - start_s) // bucket_s), 0), buckets - 1)] += 1
+    start = datetime.fromtimestamp(start_s, timezone.utc)
+    finished_per, failed_per = per_bucket[False], per_bucket[True]
 
     tasks = []
     for name in sorted(counts):

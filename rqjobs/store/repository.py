@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, literal, literal_column, select, update
 
 from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
 from rqjobs.store.models import TASK_COLUMNS, Task, utcnow
@@ -347,13 +347,18 @@ class TaskStore:
         names: Sequence[str] = (),
         since: datetime | None = None,
         batch: int = 5000,
-    ) -> Iterator[tuple[str, str, datetime, datetime]]:
-        """``(name, status, started_at, finished_at)`` of rows that ran to an end, streamed.
+    ) -> Iterator[tuple[str, str, float, float]]:
+        """``(name, status, started, finished)`` of rows that ran to an end, as Unix seconds.
 
-        Durations are computed by the caller: date arithmetic differs between SQLite,
-        PostgreSQL and MariaDB, and four narrow columns per row stream cheaply.
+        Streamed in batches. On SQLite, PostgreSQL and MariaDB the database turns the
+        timestamps into seconds itself, which is several times cheaper than parsing a
+        datetime per row in Python (SQLite stores them as text); elsewhere Python does it.
         """
-        stmt = select(_c.name, _c.status, _c.started_at, _c.finished_at).where(
+        started = _epoch_seconds(_c.started_at, self.engine.dialect.name)
+        finished = _epoch_seconds(_c.finished_at, self.engine.dialect.name)
+        in_sql = started is not None and finished is not None
+        columns = (started, finished) if in_sql else (_c.started_at, _c.finished_at)
+        stmt = select(_c.name, _c.status, *columns).where(
             _c.status.in_(list(statuses)), _c.started_at.is_not(None), _c.finished_at.is_not(None)
         )
         if names:
@@ -361,9 +366,25 @@ class TaskStore:
         if since is not None:
             stmt = stmt.where(_c.created_at >= since)
         with self.engine.connect().execution_options(rqjobs_readonly=True, yield_per=batch) as conn:
-            yield from (
-                (name, status, started, finished) for name, status, started, finished in conn.execute(stmt)
-            )
+            for name, status, start, end in conn.execute(stmt):
+                if in_sql:
+                    yield name, status, float(start), float(end)
+                else:
+                    yield name, status, start.timestamp(), end.timestamp()
+
+
+def _epoch_seconds(column: Any, dialect: str) -> Any | None:
+    """SQL for a stored (naive UTC) timestamp as Unix seconds, where the dialect is known."""
+    if dialect == "sqlite":
+        return (func.julianday(column) - _UNIX_EPOCH_JULIAN_DAY) * 86400.0
+    if dialect == "postgresql":
+        return func.extract("epoch", column)
+    if dialect in ("mysql", "mariadb"):  # TIMESTAMPDIFF ignores the session's time zone
+        return func.timestampdiff(literal_column("MICROSECOND"), literal("1970-01-01 00:00:00"), column) / 1e6
+    return None
+
+
+_UNIX_EPOCH_JULIAN_DAY = 2440587.5
 
 
 __all__ = ["RETRYABLE", "TaskRecord", "TaskStore", "attempt_log_entry"]
