@@ -367,8 +367,8 @@ class TaskStore:
             stmt = stmt.where(_c.created_at >= since)
         with self.engine.connect().execution_options(rqjobs_readonly=True, yield_per=batch) as conn:
             for name, status, start, end in conn.execute(stmt):
-                if in_sql:
-                    yield name, status, float(start), float(end)
+                if in_sql:  # to the millisecond: SQLite's julianday is exact to about 0.1 ms only
+                    yield name, status, round(float(start), 3), round(float(end), 3)
                 else:
                     yield name, status, start.timestamp(), end.timestamp()
 
