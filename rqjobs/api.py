@@ -393,9 +393,15 @@ def _send_stop(runtime: Runtime, job_id: str) -> str:
     """Ask the worker running the job to kill its work horse; says what happened."""
     from rq.command import send_stop_job_command
     from rq.exceptions import InvalidJobOperation, NoSuchJobError
+    from rq.job import Job
     from rq.serializers import JSONSerializer
+    from rq.worker import Worker
 
     try:
+        worker_name = Job.fetch(job_id, connection=runtime.redis, serializer=JSONSerializer).worker_name
+        # the stop command goes over pub/sub: to a worker that is gone, it would go nowhere
+        if worker_name and not runtime.redis.exists(Worker.redis_worker_namespace_prefix + worker_name):
+            return f"its worker ({worker_name}) is gone, so nothing was running it"
         send_stop_job_command(runtime.redis, job_id, serializer=JSONSerializer)
     except NoSuchJobError:
         return "its job is no longer in Redis, so nothing was running it"
@@ -403,7 +409,7 @@ def _send_stop(runtime: Runtime, job_id: str) -> str:
         return "no worker is executing its job, so nothing was stopped"
     except _redis_error_types() as exc:
         return f"the stop command could not be sent ({type(exc).__name__}: {exc}); the run's result will be ignored"
-    return "its worker was told to stop it"
+    return f"its worker ({worker_name}) was told to stop it"
 
 
 def prune_tasks(

@@ -654,3 +654,20 @@ def test_install_completion_writes_a_working_bash_script(project: Project, tmp_p
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["progress-steps"]
+
+
+def test_cancel_a_running_row_whose_worker_is_gone(project: Project) -> None:
+    """A row left running by a dead worker: no one to stop, the row is canceled all the same."""
+    runtime = project.runtime()
+    record = runtime.store.insert(
+        name="sleep-for", description="orphan", queue="default", args=[], kwargs={}, timeout_s=30
+    )
+    assert runtime.store.mark_running(record.id, "gone-host:1")
+    job = runtime.queue("default").create_job("sample_tasks.sleep_for", job_id=record.job_id)
+    job.worker_name = "ghost-worker"
+    job.save()
+    result = project.rqjobs("cancel", str(record.id))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"#{record.id} stopped: its worker (ghost-worker) is gone" in result.stdout
+    row = project.row(record.id)
+    assert row.status == "canceled" and "is gone" in row.log
