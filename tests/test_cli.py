@@ -410,6 +410,13 @@ def test_cancel_queued_and_scheduled_tasks_removes_their_jobs(project: Project) 
     again = project.rqjobs("cancel", str(queued))
     assert again.returncode == 0 and "already canceled" in again.stdout
 
+    # a canceled task can be retried: it then runs as its first attempt
+    assert project.rqjobs("retry", str(queued)).returncode == 0
+    project.work()
+    row = project.row(queued)
+    assert row.status == "finished" and row.attempts == 1 and row.result == {"result": 3}
+    assert row.log.index("canceled by") < row.log.index("retried by")
+
 
 def test_cancel_leaves_finished_tasks_alone(project: Project) -> None:
     task_id = project.enqueue("add", "--a", "1", "--b", "2")
