@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from rqjobs._click import Command, Context, UsageError
-from rqjobs.exceptions import InvalidInput, InvalidTaskArguments
+from rqjobs.exceptions import InvalidInput, InvalidTaskArguments, RqjobsError
 
 if TYPE_CHECKING:
     from rqjobs.tasks.commons import TaskSpec
@@ -248,7 +248,12 @@ class EnqueueGroup(TyperGroup):
         return load_tasks(ctx)
 
     def list_commands(self, ctx: Context) -> list[str]:
-        return list(self._specs(ctx))
+        try:
+            return list(self._specs(ctx))
+        except RqjobsError:
+            if ctx.resilient_parsing:  # shell completion: never print an error into the prompt
+                return []
+            raise
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         from rqjobs.cli import run_enqueue

@@ -85,11 +85,11 @@ def format_duration(seconds: float | None) -> str:
     """Human-readable: ``850ms``, ``12.3s``, ``4m05s``, ``2h03m``, ``3d04h``."""
     if seconds is None:
         return "-"
-    if seconds < 1:
+    if seconds < 0.9995:
         return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
+    if seconds < 59.95:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
+    minutes, secs = divmod(int(round(seconds)), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)

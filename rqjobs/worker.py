@@ -219,6 +219,36 @@ class RqjobsWorker(Worker):
         self.stop_asked = True
         super().request_stop(signum, frame)
 
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
+    ) -> None:
+        # RQ clears _stopped_job_id inside; in the horse it is never set
+        if self._stopped_job_id is not None and self._stopped_job_id == job.id:
+            self._record_stopped_job(job)
+        super().handle_job_failure(
+            job, queue, started_job_registry=started_job_registry, exc_string=exc_string
+        )
+
+    def _record_stopped_job(self, job: Job) -> None:
+        """A job stopped on request (``rqjobs cancel``, RQ's stop-job command) is canceled.
+
+        RQ kills the horse and files the job as STOPPED without retrying it; the row must
+        say ``canceled`` too, never ``failed`` or ``queued``. ``rqjobs cancel`` usually
+        wrote that already, and then this conditional update changes nothing.
+        """
+        task_id = _task_id(job)
+        if task_id is None:
+            return
+        try:
+            record = self.store.get(task_id)
+            detail = "the task was stopped on request: its work horse was killed"
+            entry = attempt_log_entry(
+                record.attempts if record else 0, "stopped on request", detail, where=commons.worker_label()
+            )
+            self.store.mark_canceled(task_id, (TaskStatus.RUNNING.value,), entry)
+        except Exception:  # the worker must go on with the next job whatever the database says
+            log.exception("could not record that job %s was stopped", job.id)
+
     def request_force_stop(self, signum: int, frame: Any) -> None:
         self.stop_asked = True
         job = self.get_current_job() if self.horse_pid else None
