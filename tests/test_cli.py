@@ -629,7 +629,9 @@ def test_shell_completion_of_commands_and_task_names(project: Project) -> None:
     tasks = _complete(project, "rqjobs enqueue ", 2)
     assert {"add", "progress-steps", "send-mail", "flaky"} <= set(tasks)
     assert _complete(project, "rqjobs enqueue pro", 2) == ["progress-steps"]
-    assert {"fail-always", "fail-permanently", "flaky"} == set(_complete(project, "rqjobs status --name f", 3))
+    assert {"fail-always", "fail-permanently", "flaky"} == set(
+        _complete(project, "rqjobs status --name f", 3)
+    )
     assert "--failed" in _complete(project, "rqjobs retry --f", 2)
     # a broken config: completion offers nothing, and prints no error into the prompt
     project.config_path.write_text(project.config_path.read_text() + "bogus_key = 1\n")

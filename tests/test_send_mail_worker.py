@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.conftest import Project
 from tests.helpers import (
@@ -26,54 +23,12 @@ from tests.helpers import (
     row_count,
     work_in,
 )
-
-
-class Collector:
-    """Accepts every message and keeps the envelopes."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 2.0.0 OK: queued"
-
-    def messages(self) -> list[email.message.EmailMessage]:
-        return [
-            email.message_from_bytes(e.content, policy=email.policy.default)  # type: ignore[misc]
-            for e in self.envelopes
-        ]
+from tests.support.smtp import Collector, StartServer
 
 
 class RefuseEveryRecipient(Collector):
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         return "550 5.1.1 mailbox unavailable"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-StartServer = Callable[[object], int]
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[StartServer]:
-    """Start an aiosmtpd server on 127.0.0.1 and a free port; returns the port."""
-    controllers: list[Controller] = []
-
-    def start(handler: object) -> int:
-        port = _free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port)
-        controller.start()
-        controllers.append(controller)
-        return port
-
-    yield start
-    for controller in controllers:
-        controller.stop()
 
 
 def smtp_config(project: Project, port: int) -> None:
