@@ -145,13 +145,16 @@ def test_a_lost_commit_reply_is_neither_repeated_nor_misreported(
     kept = store.insert(name="add", description="d", queue="default", args=[], kwargs={}, timeout_s=5)
     assert store.mark_running(kept.id, "h:1")
 
-    proxy.drop_reply_after(b"COMMIT")
+    # PostgreSQL runs a single-statement write in autocommit: the statement is its commit
+    update_commit = b"UPDATE tasks" if server_db.backend == "postgresql" else b"COMMIT"
+    insert_commit = b"INSERT INTO tasks" if server_db.backend == "postgresql" else b"COMMIT"
+    proxy.drop_reply_after(update_commit)
     assert store.mark_finished(kept.id, {"result": 1})  # it landed: True, though the reply was lost
     assert not proxy.armed and proxy.cuts == 1
     row = _direct_store(server_db).get(kept.id)
     assert (row.status, row.result) == ("finished", {"result": 1})
 
-    proxy.drop_reply_after(b"COMMIT")
+    proxy.drop_reply_after(insert_commit)
     record = store.insert(name="add", description="once", queue="default", args=[], kwargs={}, timeout_s=5)
     assert not proxy.armed and proxy.cuts == 2
     with _direct_store(server_db).engine.connect() as conn:

@@ -47,7 +47,10 @@ def _setup_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if connection.get_execution_options().get("rqjobs_readonly"):
+        options = connection.get_execution_options()
+        if options.get("rqjobs_single_statement"):
+            return  # one statement is its own transaction in SQLite; its COMMIT is then a no-op
+        if options.get("rqjobs_readonly"):
             connection.exec_driver_sql("BEGIN")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")

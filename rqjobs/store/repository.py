@@ -152,8 +152,17 @@ class TaskStore:
         what: str,
         work: Callable[[Connection], T],
         verify: Callable[[Connection], T | None] | None = None,
+        *,
+        single_statement: bool = False,
     ) -> T:
-        return run_with_retry(self.engine, work, budget_s=self.retry_s, what=what, verify=verify)
+        return run_with_retry(
+            self.engine,
+            work,
+            budget_s=self.retry_s,
+            what=what,
+            verify=verify,
+            single_statement=single_statement,
+        )
 
     def _read(self, what: str, work: Callable[[Connection], T]) -> T:
         return run_with_retry(self.engine, work, budget_s=self.retry_s, what=what, readonly=True)
@@ -217,7 +226,7 @@ class TaskStore:
             found = conn.execute(stmt).scalar()
             return None if found is None else int(found)
 
-        task_id = self._write(f"record a new {name} task", work, landed)
+        task_id = self._write(f"record a new {name} task", work, landed, single_statement=True)
         return TaskRecord(id=task_id, **values)
 
     def _transition(
@@ -255,7 +264,12 @@ class TaskStore:
             return True
 
         status = values.get("status", "")
-        return self._write(f"update task {task_id}" + (f" to {status}" if status else ""), work, landed)
+        return self._write(
+            f"update task {task_id}" + (f" to {status}" if status else ""),
+            work,
+            landed,
+            single_statement=True,
+        )
 
     def mark_running(self, task_id: int, worker: str) -> bool:
         """A run starts: ``attempts`` + 1, progress 0. Refused for finished and canceled rows.
