@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from rqjobs.store.repository import TaskRecord
 
 
+#: a year: anything longer is a typo, and larger values overflow the integer columns
+MAX_SECONDS = 366 * 86_400
+MAX_RETRIES = 1000
+
+
 def _resolve_options(
     spec: TaskSpec,
     settings: Settings,
@@ -49,12 +54,14 @@ def _resolve_options(
     intervals = [interval] if isinstance(interval, int) else list(interval)
     if not queue or not queue.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise InvalidTaskArguments(f"invalid queue name {queue!r}")
-    if timeout <= 0:
-        raise InvalidTaskArguments(f"timeout must be a positive number of seconds, got {timeout}")
-    if max_retries < 0:
-        raise InvalidTaskArguments(f"retries must not be negative, got {max_retries}")
-    if any((not isinstance(i, int)) or i < 0 for i in intervals) or not intervals:
-        raise InvalidTaskArguments(f"retry intervals must be seconds >= 0, got {interval!r}")
+    if not 0 < timeout <= MAX_SECONDS:
+        raise InvalidTaskArguments(f"timeout must be between 1 and {MAX_SECONDS} seconds, got {timeout}")
+    if not 0 <= max_retries <= MAX_RETRIES:
+        raise InvalidTaskArguments(f"retries must be between 0 and {MAX_RETRIES}, got {max_retries}")
+    if not intervals or any((not isinstance(i, int)) or not 0 <= i <= MAX_SECONDS for i in intervals):
+        raise InvalidTaskArguments(
+            f"retry intervals must be seconds between 0 and {MAX_SECONDS}, got {interval!r}"
+        )
     return queue, timeout, max_retries, (intervals if any(intervals) else None)
 
 

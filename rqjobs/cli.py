@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from rqjobs.runtime import Runtime
     from rqjobs.tasks.commons import TaskSpec
 
+#: task ids and limits are 32-bit integers in every supported database
+MAX_ID = 2**31 - 1
+
 app = typer.Typer(
     name="rqjobs",
     help="RQ jobs with a durable, truthful SQL row per task: enqueue, work, inspect, retry.",
@@ -267,7 +270,7 @@ def status(
     ] = None,
     since: Annotated[Optional[str], typer.Option(help="Created since: 1h, 30m, 2d or an ISO time.")] = None,
     limit: Annotated[
-        Optional[int], typer.Option(min=1, help="How many rows (default from config: 20).")
+        Optional[int], typer.Option(min=1, max=MAX_ID, help="How many rows (default from config: 20).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -306,7 +309,7 @@ def status(
 @app.command()
 def show(
     ctx: typer.Context,
-    task_id: Annotated[int, typer.Argument(metavar="ID", help="Task id.")],
+    task_id: Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ID, help="Task id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Everything about one task: arguments, timings, attempts, result and log.
@@ -369,7 +372,12 @@ def tail(
     ctx: typer.Context,
     task_ids: Annotated[
         Optional[list[int]],
-        typer.Argument(metavar="ID", help="Follow just these tasks, and exit when they have all ended."),
+        typer.Argument(
+            metavar="ID",
+            min=1,
+            max=MAX_ID,
+            help="Follow just these tasks, and exit when they have all ended.",
+        ),
     ] = None,
     name: Annotated[
         Optional[list[str]],
@@ -482,7 +490,8 @@ def _print_outcomes(outcomes: list[Any], as_json: bool) -> None:
 def retry(
     ctx: typer.Context,
     task_ids: Annotated[
-        Optional[list[int]], typer.Argument(metavar="ID", help="Failed or canceled tasks to run again.")
+        Optional[list[int]],
+        typer.Argument(metavar="ID", min=1, max=MAX_ID, help="Failed or canceled tasks to run again."),
     ] = None,
     failed: Annotated[
         bool, typer.Option("--failed", help="Every failed task (with --name: of that name).")
@@ -520,7 +529,7 @@ def retry(
 @app.command()
 def cancel(
     ctx: typer.Context,
-    task_ids: Annotated[list[int], typer.Argument(metavar="ID", help="Tasks to cancel.")],
+    task_ids: Annotated[list[int], typer.Argument(metavar="ID", min=1, max=MAX_ID, help="Tasks to cancel.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Cancel tasks: a queued or scheduled one leaves its queue, a running one is stopped.

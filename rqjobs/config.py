@@ -268,7 +268,15 @@ def _anchor_sqlite_path(url: str, base_dir: Path) -> str:
     return prefix + str(base_dir / rest)
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None:
+    redis_url = values.get("redis_url")
+    if redis_url and not redis_url.startswith(_REDIS_SCHEMES):
+        raise ConfigError(
+            f"{where}: redis_url must start with {', '.join(_REDIS_SCHEMES)}; got {redis_url!r}"
+        )
     if mail.backend not in _MAIL_BACKENDS:
         raise ConfigError(f"{where}: mail.backend must be one of {', '.join(_MAIL_BACKENDS)}")
     if mail.security not in _MAIL_SECURITY:

@@ -72,7 +72,9 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     try:
         return now - timedelta(seconds=parse_duration_s(text))
     except InvalidInput:
-        pass
+        pass  # not a duration: a time, then
+    except (OverflowError, ValueError):
+        raise InvalidInput(f"{text!r} reaches back before the year 1") from None
     try:
         return parse_time(text)
     except InvalidInput:

@@ -23,6 +23,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
+from rq.utils import now
 from rq.worker import Worker
 
 from rqjobs.broker.job import RqjobsJob
@@ -107,6 +108,11 @@ class RqjobsWorker(Worker):
     def store(self) -> Any:
         return self.runtime.store
 
+    def _label(self) -> str:
+        """host:pid of this worker for the log. RQ sets RQ_JOB_ID in the worker too when it
+        forks, so in the parent commons.worker_label() would name the worker's parent."""
+        return commons.worker_label() if self.is_horse else f"{socket.gethostname()}:{os.getpid()}"
+
     def _fail_row(self, job: Job, what: str, detail: str, *, from_statuses: Sequence[str]) -> bool:
         """Record a run that ended outside the decorator: failed, or waiting for RQ's retry."""
         task_id = _task_id(job)
@@ -115,10 +121,10 @@ class RqjobsWorker(Worker):
         will_retry, retry_at = commons.plan_retry(job)
         record = self.store.get(task_id)
         attempt = record.attempts if record else 0
-        # RQ sets RQ_JOB_ID in the worker too when it forks, so worker_label() would name
-        # the worker's parent here
-        where = commons.worker_label() if self.is_horse else f"{socket.gethostname()}:{os.getpid()}"
-        entry = attempt_log_entry(attempt, what, detail, where=where)
+        entry = attempt_log_entry(attempt, what, detail, where=self._label())
+        # once per failure: plan_retry() fixes the retry time RQ will use, and a second
+        # call (the safety net in handle_job_failure) could move it past the row's
+        job.rqjobs_row_recorded = True  # type: ignore[attr-defined]
         return self.store.mark_attempt_failed(
             task_id, entry, will_retry=will_retry, retry_at=retry_at, from_statuses=from_statuses
         )
@@ -132,8 +138,8 @@ class RqjobsWorker(Worker):
                 f"job {job.id} names {job.func_name!r}, which is not a registered task on this worker; "
                 "the job was refused without running"
             )
+            job.retries_left = None  # first: the row must not wait for a retry that never comes
             self._fail_row(job, "refused", detail, from_statuses=(*WAITING, TaskStatus.RUNNING.value))
-            job.retries_left = None
         return super().perform_job(job, queue)
 
     # -- in the worker (parent) --------------------------------------------------------
@@ -225,6 +231,10 @@ class RqjobsWorker(Worker):
         # RQ clears _stopped_job_id inside; in the horse it is never set
         if self._stopped_job_id is not None and self._stopped_job_id == job.id:
             self._record_stopped_job(job)
+        elif not getattr(job, "rqjobs_row_recorded", False):
+            # the safety net: a failure the decorator did not record (it never ran, or the
+            # failure struck while it wrote the row); a no-op when the row already moved on
+            self._settle_unrecorded_failure(job, exc_string)
         super().handle_job_failure(
             job, queue, started_job_registry=started_job_registry, exc_string=exc_string
         )
@@ -243,23 +253,43 @@ class RqjobsWorker(Worker):
             record = self.store.get(task_id)
             detail = "the task was stopped on request: its work horse was killed"
             entry = attempt_log_entry(
-                record.attempts if record else 0, "stopped on request", detail, where=commons.worker_label()
+                record.attempts if record else 0, "stopped on request", detail, where=self._label()
             )
             self.store.mark_canceled(task_id, (TaskStatus.RUNNING.value,), entry)
         except Exception:  # the worker must go on with the next job whatever the database says
             log.exception("could not record that job %s was stopped", job.id)
+
+    def _settle_unrecorded_failure(self, job: Job, exc_string: str) -> None:
+        try:
+            detail = exc_string.strip() or "the job failed in RQ before the task could record why"
+            self._fail_row(job, "failed", detail, from_statuses=(TaskStatus.RUNNING.value,))
+        except Exception:  # RQ's own failure handling must still run
+            log.exception("could not record the failure of job %s", job.id)
 
     def request_force_stop(self, signum: int, frame: Any) -> None:
         self.stop_asked = True
         job = self.get_current_job() if self.horse_pid else None
         try:
             super().request_force_stop(signum, frame)
-        finally:
+        except SystemExit:
+            # RQ killed the horse (a repeat signal within 1 s is ignored and returns instead)
             if job is not None:
-                name = signal.Signals(signum).name
-                detail = f"the worker received a second {name} (cold shutdown) and killed the running task"
-                job.retries_left = None
-                self._fail_row(job, "stopped", detail, from_statuses=(TaskStatus.RUNNING.value,))
+                self._settle_cold_shutdown(job, signum)
+            raise
+
+    def _settle_cold_shutdown(self, job: Job, signum: int) -> None:
+        """Let RQ file the killed job now (retry or failed registry) and the row agree.
+
+        Left alone, the job would sit in RQ's started registry until its heartbeat expired
+        and RQ's cleanup retried it, behind the row's back.
+        """
+        name = signal.Signals(signum).name
+        detail = f"the worker received a second {name} (cold shutdown) and killed the running task"
+        try:
+            job.ended_at = job.ended_at or now()
+            self.handle_job_failure(job, self.runtime.queue(job.origin), exc_string=detail)
+        except Exception:
+            log.exception("could not file job %s after the cold shutdown", job.id)
 
     # -- burst mode ----------------------------------------------------------------------
 

@@ -93,7 +93,9 @@ def test_outage_longer_than_the_retry_budget_fails_the_job_with_the_reason(
     from rq.serializers import JSONSerializer
 
     _configure(project, proxy, server_db, retry_s=2)
-    task_id = _run_through_outage(project, proxy, server_db, down_s=6)
+    # long enough that the decorator's write and the worker's safety net (2 s each) both
+    # give up while the database is away
+    task_id = _run_through_outage(project, proxy, server_db, down_s=12)
     redis = project.redis.client()
     assert redis.zrange("rq:failed:default", 0, -1) == [str(task_id).encode()]
     job = Job.fetch(str(task_id), connection=redis, serializer=JSONSerializer)

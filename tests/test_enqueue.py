@@ -110,6 +110,22 @@ def test_refused_calls_write_no_row(project: Project, call, error) -> None:
         ["enqueue", "add", "--description", "x", "--kwargs", "[1]", "--a", "1", "--b", "2"],
         ["enqueue", "add", "--description", "x", "--a", "1", "--b", "2", "--timeout", "soon"],
         ["enqueue", "add", "--description", "x", "--a", "1", "--b", "2", "--retries", "-2"],
+        ["enqueue", "add", "--description", "x", "--a", "1", "--b", "2", "--timeout", "99999999999999999999"],
+        ["enqueue", "add", "--description", "x", "--a", "1", "--b", "2", "--retries", "99999999999999999999"],
+        [
+            "enqueue",
+            "add",
+            "--description",
+            "x",
+            "--a",
+            "1",
+            "--b",
+            "2",
+            "--kwargs",
+            '{"a": 5}',
+        ],  # given twice
+        ["--redis-url", "notaurl", "enqueue", "add", "--description", "x", "--a", "1", "--b", "2"],
+        ["--database-url", "bogus://x", "enqueue", "add", "--description", "x", "--a", "1", "--b", "2"],
         ["enqueue", "count-words", "--description", "x"],  # the task's own validation
         ["enqueue", "count-words", "--description", "x", "--path", "/no/such/file"],
     ],

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from rqjobs import defaults
-from rqjobs.exceptions import DatabaseError
+from rqjobs.exceptions import ConfigError, DatabaseError
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -76,6 +76,13 @@ def create_store_engine(url: str) -> Engine:
         if backend != "postgresql":
             # MariaDB closes idle connections after wait_timeout (8 h by default)
             kwargs["pool_recycle"] = 3600
+    try:
+        parsed.get_dialect()
+    except Exception:
+        raise ConfigError(
+            f"database_url names an unknown database type {parsed.drivername!r} "
+            "(use sqlite:///PATH, postgresql+psycopg://..., or mysql+pymysql://...)"
+        ) from None
     try:
         engine = create_engine(parsed, **kwargs)
     except ModuleNotFoundError as exc:

@@ -290,7 +290,9 @@ class TaskStore:
             worker=worker,
         )
 
-    def mark_finished(self, task_id: int, result: Any) -> bool:
+    def mark_finished(self, task_id: int, result: Any, *, progress_message: str | None = None) -> bool:
+        """Success: the result, progress 100, and the last progress message held back, if any."""
+        extra = {"progress_message": progress_message} if progress_message is not None else {}
         return self._transition(
             task_id,
             (TaskStatus.RUNNING.value,),
@@ -298,6 +300,7 @@ class TaskStore:
             result=result,
             progress=100,
             finished_at=utcnow(),
+            **extra,
         )
 
     def mark_attempt_failed(
@@ -322,7 +325,8 @@ class TaskStore:
             from_statuses,
             status=status.value,
             log_entry=log_entry,
-            progress=100,
+            # a row waiting for its next attempt starts again from 0; a failed one ended
+            progress=0 if will_retry else 100,
             **extra,
         )
 

@@ -16,9 +16,12 @@ import functools
 import importlib
 import inspect
 import json
+import logging
 import os
+import re
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -96,8 +99,6 @@ class TaskSpec:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            import re
-
             # "missing a required argument: 'to'" -> "... 'to' (--to)": CLI users know options
             message = re.sub(
                 r"'(\w+)'$", lambda m: f"{m.group(0)} (--{m.group(1).replace('_', '-')})", str(exc)
@@ -303,9 +304,21 @@ class _Attempt:
     job: Job
     store: TaskStore
     interval_s: float
-    last_write: float = 0.0
-    last_message: str | None = None
+    last_write: float = float("-inf")  # the first report is written at once
+    pending: tuple[int, str | None] | None = None
+    timer: threading.Timer | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
     timeout_fired: bool = False
+
+    @property
+    def pending_message(self) -> str | None:
+        return self.pending[1] if self.pending else None
+
+    def stop(self) -> None:
+        with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
 
 
 _attempt: _Attempt | None = None
@@ -428,7 +441,7 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
             raise TaskNotFound(f"no task row {task_id} in the task database for job {job.id}")
         # finished or canceled: the row's verdict stands, the task does not run again
         return record.result
-    _attempt = _Attempt(task_id, job, store, runtime.settings.progress_interval_s, time.monotonic())
+    _attempt = _Attempt(task_id, job, store, runtime.settings.progress_interval_s)
     try:
         value = spec.func(*args, **kwargs)
         if _attempt.timeout_fired:
@@ -437,8 +450,16 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
                 "the task caught the timeout and returned anyway"
             )
         result = _normalise_result(value)
-    except Exception as exc:
-        timed_out = isinstance(exc, JobTimeoutException) or _attempt.timeout_fired
+        _attempt.stop()
+        pending_message = _attempt.pending_message
+        _attempt = None
+        store.mark_finished(task_id, result, progress_message=pending_message)
+        job.rqjobs_row_recorded = True  # type: ignore[attr-defined]
+        return result
+    except BaseException as exc:
+        # BaseException too: a task calling sys.exit() (a wrapped tool's main()) must not
+        # leave the row running; RQ's bare except files such a job as failed
+        timed_out = isinstance(exc, JobTimeoutException) or bool(_attempt and _attempt.timeout_fired)
         permanent = isinstance(exc, PermanentTaskError) and not timed_out
         if permanent:
             job.retries_left = 0  # RQ's handle_job_failure then fails the job without retrying
@@ -454,31 +475,58 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
             record.attempts if record else 0, what, traceback.format_exc(), where=worker
         )
         store.mark_attempt_failed(task_id, entry, will_retry=will_retry, retry_at=retry_at)
+        job.rqjobs_row_recorded = True  # type: ignore[attr-defined]
         raise
     finally:
+        if _attempt is not None:
+            _attempt.stop()
         _attempt = None
-    store.mark_finished(task_id, result)
-    return result
 
 
 def set_task_progress(percent: int | float, message: str | None = None) -> None:
     """Report how far the running task is (0-100), with an optional message.
 
     Written to ``job.meta["progress"]`` (rq-dashboard shows it) and to the row, at most
-    once per ``progress_interval_s`` unless the message changes, so a tight loop of
-    calls costs little. Outside a job it does nothing.
+    once per ``progress_interval_s``, so a tight loop of calls costs little; the last
+    message held back is written with the result. Outside a job it does nothing.
+    Progress is advisory: a Redis or database hiccup here never fails the task.
     """
     attempt = _attempt
     if attempt is None:
         return
     percent = max(0, min(100, int(percent)))
-    now = time.monotonic()
-    if message == attempt.last_message and now - attempt.last_write < attempt.interval_s:
-        return
-    attempt.last_write = now
-    attempt.last_message = message
+    with attempt.lock:
+        wait_s = attempt.last_write + attempt.interval_s - time.monotonic()
+        if wait_s > 0:
+            # held back; written by a timer when the interval is up, so a task that then
+            # works quietly for a long while still shows where it is
+            attempt.pending = (percent, message)
+            if attempt.timer is None:
+                attempt.timer = threading.Timer(wait_s, _flush_progress, args=(attempt,))
+                attempt.timer.daemon = True
+                attempt.timer.start()
+            return
+        attempt.last_write = time.monotonic()
+        attempt.pending = None
+    _write_progress(attempt, percent, message)
+
+
+def _flush_progress(attempt: _Attempt) -> None:
+    with attempt.lock:
+        attempt.timer = None
+        pending, attempt.pending = attempt.pending, None
+        if pending is None or _attempt is not attempt:
+            return
+        attempt.last_write = time.monotonic()
+    _write_progress(attempt, *pending)
+
+
+def _write_progress(attempt: _Attempt, percent: int, message: str | None) -> None:
     job = attempt.job
     job.meta["progress"] = percent
     job.meta["progress_message"] = message
-    job.save_meta()
+    try:
+        job.save_meta()
+    except Exception as exc:  # redis-py errors, and anything the connection raises
+        logging.getLogger("rqjobs.progress").warning("progress of job %s not saved in Redis: %s", job.id, exc)
     attempt.store.set_progress(attempt.task_id, percent, message)

@@ -114,3 +114,19 @@ def sleep_first(marker: str, seconds: float = 60.0) -> str:
     path.write_text(str(os.getpid()))
     time.sleep(seconds)
     return "first run"
+
+
+@background_task
+def exit_now(code: int = 0) -> None:
+    """Call sys.exit, as a wrapped command-line tool's main() does."""
+    import sys
+
+    sys.exit(code)
+
+
+@background_task
+def chatty_progress(reports: int = 2000) -> dict:
+    """Report progress in a tight loop with a new message each time."""
+    for i in range(reports):
+        set_task_progress(100 * i // reports, f"item {i + 1} of {reports}")
+    return {"reports": reports}
