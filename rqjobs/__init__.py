@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "PermanentTaskError",
     "RqjobsError",
     "TaskRecord",
     "__version__",
@@ -24,13 +25,14 @@ if TYPE_CHECKING:
     from rqjobs.api import enqueue_task, get_task_record
     from rqjobs.exceptions import RqjobsError
     from rqjobs.store.repository import TaskRecord
-    from rqjobs.tasks.commons import background_task, set_task_progress
+    from rqjobs.tasks.commons import PermanentTaskError, background_task, set_task_progress
 
 _LAZY = {
     "enqueue_task": "rqjobs.api",
     "get_task_record": "rqjobs.api",
     "RqjobsError": "rqjobs.exceptions",
     "TaskRecord": "rqjobs.store.repository",
+    "PermanentTaskError": "rqjobs.tasks.commons",
     "background_task": "rqjobs.tasks.commons",
     "set_task_progress": "rqjobs.tasks.commons",
 }

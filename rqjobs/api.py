@@ -9,17 +9,30 @@ caller, so no row is ever left ``queued`` for a job that does not exist.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from rqjobs.exceptions import EnqueueFailed, InvalidSchedule, InvalidTaskArguments
+from rqjobs.exceptions import (
+    EnqueueFailed,
+    InvalidInput,
+    InvalidSchedule,
+    InvalidTaskArguments,
+    TaskDefinitionError,
+)
 from rqjobs.tasks.commons import TaskSpec, get_task
 
 if TYPE_CHECKING:
     from rqjobs.config import Settings
     from rqjobs.runtime import Runtime
     from rqjobs.store.repository import TaskRecord
+
+
+#: a year: anything longer is a typo, and larger values overflow the integer columns
+MAX_SECONDS = 366 * 86_400
+MAX_RETRIES = 1000
 
 
 def _resolve_options(
@@ -41,30 +54,46 @@ def _resolve_options(
     intervals = [interval] if isinstance(interval, int) else list(interval)
     if not queue or not queue.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise InvalidTaskArguments(f"invalid queue name {queue!r}")
-    if timeout <= 0:
-        raise InvalidTaskArguments(f"timeout must be a positive number of seconds, got {timeout}")
-    if max_retries < 0:
-        raise InvalidTaskArguments(f"retries must not be negative, got {max_retries}")
-    if any((not isinstance(i, int)) or i < 0 for i in intervals) or not intervals:
-        raise InvalidTaskArguments(f"retry intervals must be seconds >= 0, got {interval!r}")
+    if not 0 < timeout <= MAX_SECONDS:
+        raise InvalidTaskArguments(f"timeout must be between 1 and {MAX_SECONDS} seconds, got {timeout}")
+    if not 0 <= max_retries <= MAX_RETRIES:
+        raise InvalidTaskArguments(f"retries must be between 0 and {MAX_RETRIES}, got {max_retries}")
+    if not intervals or any((not isinstance(i, int)) or not 0 <= i <= MAX_SECONDS for i in intervals):
+        raise InvalidTaskArguments(
+            f"retry intervals must be seconds between 0 and {MAX_SECONDS}, got {interval!r}"
+        )
     return queue, timeout, max_retries, (intervals if any(intervals) else None)
 
 
 def resolve_schedule(at: datetime | None, delay_s: float | None) -> datetime | None:
-    """When a scheduled task should run, in UTC; a naive ``at`` is local time."""
+    """When a scheduled task should run, in UTC; a naive ``at`` is local time.
+
+    Rounded up to a whole second: RQ schedules in whole seconds, and the row must not
+    promise a time before the job can run.
+    """
+    from rqjobs.timeparse import ceil_to_second
+
     if at is not None and delay_s is not None:
         raise InvalidSchedule("give either a time (at) or a delay, not both")
     now = datetime.now(timezone.utc)
     if delay_s is not None:
-        if delay_s <= 0:
+        if not delay_s > 0:  # also refuses NaN
             raise InvalidSchedule(f"the delay must be positive, got {delay_s} s")
-        return now + timedelta(seconds=delay_s)
+        try:
+            return ceil_to_second(now + timedelta(seconds=delay_s))
+        except OverflowError:
+            raise InvalidSchedule(f"the delay is too long: {delay_s} s") from None
     if at is None:
         return None
-    when = at.astimezone(timezone.utc)  # a naive datetime is taken as local time
-    if when <= now:
-        raise InvalidSchedule(f"{at.isoformat()} is in the past")
-    return when
+    if not isinstance(at, datetime):
+        raise InvalidSchedule(f"the time must be a datetime, got {type(at).__name__}")
+    try:
+        when = at.astimezone(timezone.utc)  # a naive datetime is taken as local time
+        if when <= now:
+            raise InvalidSchedule(f"{at.isoformat()} is in the past")
+        return ceil_to_second(when)
+    except OverflowError:
+        raise InvalidSchedule(f"{at.isoformat()} is out of range") from None
 
 
 def _check_json(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -72,6 +101,18 @@ def _check_json(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         json.dumps([args, kwargs])
     except (TypeError, ValueError) as exc:
         raise InvalidTaskArguments(f"{spec.name}: arguments must be JSON-serialisable: {exc}") from None
+
+
+def _as_keyword_arguments(spec: TaskSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments by parameter name -> keyword arguments (a ``**extra`` dict is spread out)."""
+    out: dict[str, Any] = {}
+    for name, value in arguments.items():
+        param = spec.signature.parameters.get(name)
+        if param is not None and param.kind is param.VAR_KEYWORD and isinstance(value, dict):
+            out.update(value)
+        else:
+            out[name] = value
+    return out
 
 
 def enqueue_task(
@@ -103,7 +144,17 @@ def enqueue_task(
     bound = spec.bind(args, kwargs)
     _check_json(spec, args, kwargs)
     if spec.validate is not None:
-        spec.validate(bound)
+        normalised = spec.validate(bound)
+        if normalised is not None:
+            if not isinstance(normalised, dict):
+                raise TaskDefinitionError(
+                    f"task {spec.name!r}: its validate function returned {type(normalised).__name__}; "
+                    "it must return None or a dict of arguments by parameter name"
+                )
+            # e.g. relative paths made absolute: the worker's cwd is not the caller's
+            args, kwargs = (), _as_keyword_arguments(spec, normalised)
+            spec.bind(args, kwargs)
+            _check_json(spec, args, kwargs)
     queue_name, timeout, max_retries, intervals = _resolve_options(
         spec, settings, queue, timeout_s, retries, retry_interval_s
     )
@@ -149,10 +200,13 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
             if record.max_retries
             else None,
         )
-        if record.scheduled_for is not None:
-            queue.schedule_job(job, record.scheduled_for)
-        else:
-            queue.enqueue_job(job)
+        # one MULTI/EXEC round trip: RQ alone sends the queue registration separately
+        with runtime.redis.pipeline() as pipe:
+            if record.scheduled_for is not None:
+                queue.schedule_job(job, record.scheduled_for, pipeline=pipe)
+            else:
+                queue.enqueue_job(job, pipeline=pipe)
+            pipe.execute()
     except BaseException as exc:
         # whatever went wrong, the committed row must not stay queued for a job that does not exist
         reason = f"{type(exc).__name__}: {exc}"
@@ -184,3 +238,253 @@ def get_task_record(task_id: int, runtime: Runtime | None = None) -> TaskRecord 
     from rqjobs.runtime import get_runtime
 
     return (runtime or get_runtime()).store.get(task_id)
+
+
+# -- operator actions: retry, cancel, prune ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What ``retry_tasks`` or ``cancel_tasks`` did to one task, for the caller to report.
+
+    ``ok`` says whether the task is now in the state the operator asked for; ``action``
+    is one word (``retried``, ``canceled``, ``stopped``, ``skipped``, ``failed``) and
+    ``detail`` the reason, in words an operator can act on.
+    """
+
+    task_id: int
+    ok: bool
+    action: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.task_id, "ok": self.ok, "action": self.action, "detail": self.detail}
+
+
+def operator_label() -> str:
+    """user@host of whoever runs the command: the log says who retried or canceled."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in a container without passwd entries
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def operator_log_entry(what: str, detail: str) -> str:
+    """A block of the ``log`` column for an operator's action (not an attempt of its own)."""
+    from rqjobs.store.models import utcnow
+
+    when = utcnow().isoformat(timespec="seconds")
+    return f"--- {what} by {operator_label()} at {when} ---\n{detail.rstrip()}\n"
+
+
+def _delete_job(runtime: Runtime, job_id: str) -> bool:
+    """Remove the job's copy from Redis (queue, registries, hash). False if there was none."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    try:
+        job = Job.fetch(job_id, connection=runtime.redis, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return False
+    job.delete()
+    return True
+
+
+def _redis_error_types() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    from rqjobs.exceptions import BrokerUnavailable
+
+    return (RedisError, OSError, BrokerUnavailable)
+
+
+def retry_tasks(
+    task_ids: Sequence[int] = (),
+    *,
+    failed: bool = False,
+    names: Sequence[str] = (),
+    runtime: Runtime | None = None,
+) -> list[TaskOutcome]:
+    """Start a new attempt of failed (or canceled) tasks: the same row, queued again.
+
+    ``task_ids`` names the tasks; ``failed=True`` takes every failed task (of ``names``,
+    when given). For each: RQ's old copy of the job is removed first (so nothing of the
+    earlier run can interfere), the row goes back to ``queued`` with a log line saying
+    who retried it (earlier attempts stay in the log, ``attempts`` keeps counting), and
+    a fresh job is enqueued with the row's full retry budget. If that enqueue fails, the
+    row ends ``failed`` again, saying why; it is never left queued for a missing job.
+    """
+    from rqjobs.runtime import get_runtime
+    from rqjobs.status import RETRYABLE, TaskStatus
+
+    if not task_ids and not failed:
+        raise InvalidInput("name the tasks to retry, or ask for every failed task")
+    runtime = runtime or get_runtime()
+    store = runtime.store
+    ids = list(dict.fromkeys(int(i) for i in task_ids))
+    if failed:
+        ids += [i for i in store.ids_with_status((TaskStatus.FAILED.value,), names=names) if i not in ids]
+    outcomes = []
+    for task_id in ids:
+        outcomes.append(_retry_one(runtime, task_id, RETRYABLE))
+    return outcomes
+
+
+def _retry_one(runtime: Runtime, task_id: int, retryable: Sequence[str]) -> TaskOutcome:
+    from rqjobs.exceptions import RqjobsError
+
+    store = runtime.store
+    record = store.get(task_id)
+    if record is None:
+        return TaskOutcome(task_id, False, "skipped", f"no task {task_id}")
+    if record.status not in retryable:
+        return TaskOutcome(
+            task_id, False, "skipped", f"it is {record.status}; only failed or canceled tasks are retried"
+        )
+    try:
+        get_task(record.name)
+    except RqjobsError as exc:
+        return TaskOutcome(task_id, False, "skipped", exc.message)
+    try:
+        _delete_job(runtime, record.job_id)
+    except _redis_error_types() as exc:
+        return TaskOutcome(
+            task_id, False, "failed", f"could not remove its old job from Redis ({type(exc).__name__}: {exc})"
+        )
+    budget = f"{record.max_retries} retries allowed" if record.max_retries else "no retries"
+    entry = operator_log_entry(
+        "retried", f"was {record.status} after {record.attempts} attempt(s); a new attempt follows ({budget})"
+    )
+    if not store.mark_requeued(task_id, entry, from_statuses=retryable):
+        now = store.get(task_id)
+        state = now.status if now else "gone"
+        return TaskOutcome(task_id, False, "skipped", f"it changed while being retried (now {state})")
+    fresh = store.get(task_id)
+    if fresh is None:  # pruned in between
+        return TaskOutcome(task_id, False, "skipped", "it was deleted while being retried")
+    try:
+        submit_job(runtime, fresh)
+    except RqjobsError as exc:
+        return TaskOutcome(task_id, False, "failed", exc.message)
+    return TaskOutcome(
+        task_id, True, "retried", f"attempt {fresh.attempts + 1} queued on {fresh.queue} ({budget})"
+    )
+
+
+def cancel_tasks(task_ids: Sequence[int], *, runtime: Runtime | None = None) -> list[TaskOutcome]:
+    """Cancel tasks: a waiting one leaves its queue, a running one is stopped.
+
+    A queued or scheduled row is marked ``canceled`` first (one conditional update, so a
+    worker that takes the job at that moment finds the row canceled and does not run
+    it), then its job is removed from Redis. A row that turned ``running`` in between is
+    handled as running: RQ's stop-job command kills its work horse, and the row is
+    marked canceled (the worker records the same; whichever writes first wins, and the
+    worker never turns a stopped job into ``failed``). Finished and failed tasks are
+    left alone: their outcome says so and is not ``ok``.
+    """
+    from rqjobs.runtime import get_runtime
+
+    runtime = runtime or get_runtime()
+    return [_cancel_one(runtime, int(task_id)) for task_id in dict.fromkeys(task_ids)]
+
+
+def _cancel_one(runtime: Runtime, task_id: int) -> TaskOutcome:
+    from rqjobs.status import WAITING, TaskStatus
+
+    store = runtime.store
+    stop_note: str | None = None
+    for _ in range(5):  # the row may move on while we look at it; look again a few times
+        record = store.get(task_id)
+        if record is None:
+            return TaskOutcome(task_id, False, "skipped", f"no task {task_id}")
+        if record.status in WAITING:
+            where = (
+                "the scheduled jobs"
+                if record.status == TaskStatus.SCHEDULED.value
+                else f"queue {record.queue}"
+            )
+            entry = operator_log_entry("canceled", f"was {record.status}; removed from {where} before it ran")
+            if not store.mark_canceled(task_id, WAITING, entry):
+                continue
+            try:
+                _delete_job(runtime, record.job_id)
+            except _redis_error_types() as exc:
+                return TaskOutcome(
+                    task_id,
+                    True,
+                    "canceled",
+                    f"canceled; its job could not be removed from Redis ({type(exc).__name__}: {exc}), "
+                    "but a worker will not run it",
+                )
+            return TaskOutcome(task_id, True, "canceled", f"removed from {where}")
+        if record.status == TaskStatus.RUNNING.value:
+            if stop_note is None:
+                stop_note = _send_stop(runtime, record.job_id)
+            entry = operator_log_entry(
+                "stopped", f"attempt {record.attempts} was running on {record.worker or '?'}; {stop_note}"
+            )
+            if store.mark_canceled(task_id, (TaskStatus.RUNNING.value,), entry):
+                return TaskOutcome(task_id, True, "stopped", stop_note)
+            continue
+        if record.status == TaskStatus.CANCELED.value:
+            if stop_note is not None:  # the worker recorded our stop before we did
+                return TaskOutcome(task_id, True, "stopped", stop_note)
+            return TaskOutcome(task_id, True, "canceled", "it was already canceled")
+        return TaskOutcome(
+            task_id, False, "skipped", f"it already {record.status}; there is nothing to cancel"
+        )
+    return TaskOutcome(task_id, False, "skipped", "it kept changing while being canceled; try again")
+
+
+def _send_stop(runtime: Runtime, job_id: str) -> str:
+    """Ask the worker running the job to kill its work horse; says what happened."""
+    from rq.command import send_stop_job_command
+    from rq.exceptions import InvalidJobOperation, NoSuchJobError
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+    from rq.worker import Worker
+
+    try:
+        worker_name = Job.fetch(job_id, connection=runtime.redis, serializer=JSONSerializer).worker_name
+        # the stop command goes over pub/sub: to a worker that is gone, it would go nowhere
+        if worker_name and not runtime.redis.exists(Worker.redis_worker_namespace_prefix + worker_name):
+            return f"its worker ({worker_name}) is gone, so nothing was running it"
+        send_stop_job_command(runtime.redis, job_id, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return "its job is no longer in Redis, so nothing was running it"
+    except InvalidJobOperation:
+        return "no worker is executing its job, so nothing was stopped"
+    except _redis_error_types() as exc:
+        return f"the stop command could not be sent ({type(exc).__name__}: {exc}); the run's result will be ignored"
+    return f"its worker ({worker_name}) was told to stop it"
+
+
+def prune_tasks(
+    older_than_s: float,
+    *,
+    statuses: Sequence[str] = (),
+    dry_run: bool = False,
+    runtime: Runtime | None = None,
+) -> tuple[int, datetime]:
+    """Delete final rows created more than ``older_than_s`` ago, in batches.
+
+    Returns how many rows were (or, with ``dry_run``, would be) deleted and the cutoff.
+    Only final statuses can be pruned: a waiting or running row still has a job.
+    """
+    from rqjobs.runtime import get_runtime
+    from rqjobs.status import FINAL
+
+    wrong = [s for s in statuses if s not in FINAL]
+    if wrong:
+        raise InvalidInput(f"only final tasks can be pruned ({', '.join(FINAL)}), not {', '.join(wrong)}")
+    if older_than_s < 0:
+        raise InvalidInput("the age must not be negative")
+    runtime = runtime or get_runtime()
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than_s)
+    count = runtime.store.delete_older_than(cutoff, statuses=list(statuses) or FINAL, dry_run=dry_run)
+    return count, cutoff

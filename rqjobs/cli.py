@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from rqjobs.runtime import Runtime
     from rqjobs.tasks.commons import TaskSpec
 
+#: task ids and limits are 32-bit integers in every supported database
+MAX_ID = 2**31 - 1
+
 app = typer.Typer(
     name="rqjobs",
     help="RQ jobs with a durable, truthful SQL row per task: enqueue, work, inspect, retry.",
@@ -151,6 +154,19 @@ def _info(message: str) -> None:
     _stderr().print(message)
 
 
+def complete_task_name(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for ``--name``: the registered task names."""
+    try:
+        names = list(load_tasks(ctx))
+    except Exception:  # completion must never print an error into the user's prompt
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
+DEFAULT_TAIL_INTERVAL_S = 1.0
+DEFAULT_STATS_SINCE = "7d"
+
+
 # -- enqueue ----------------------------------------------------------------------------
 
 
@@ -202,7 +218,15 @@ def run_enqueue(
 def worker(
     ctx: typer.Context,
     queues: Annotated[Optional[list[str]], typer.Argument(help="Queues to work, in priority order.")] = None,
-    burst: Annotated[bool, typer.Option("--burst", "-b", help="Exit once nothing is due.")] = False,
+    burst: Annotated[
+        bool,
+        typer.Option(
+            "--burst",
+            "-b",
+            help="Exit once nothing is due (it waits for the retries of the jobs it ran; "
+            "jobs scheduled for later stay scheduled).",
+        ),
+    ] = False,
     scheduler: Annotated[
         bool,
         typer.Option(
@@ -255,11 +279,14 @@ def status(
     finished: Annotated[bool, typer.Option("--finished", help="Finished tasks.")] = False,
     canceled: Annotated[bool, typer.Option("--canceled", help="Canceled tasks.")] = False,
     name: Annotated[
-        Optional[list[str]], typer.Option("--name", "-n", help="Only this task name (repeatable).")
+        Optional[list[str]],
+        typer.Option(
+            "--name", "-n", help="Only this task name (repeatable).", autocompletion=complete_task_name
+        ),
     ] = None,
     since: Annotated[Optional[str], typer.Option(help="Created since: 1h, 30m, 2d or an ISO time.")] = None,
     limit: Annotated[
-        Optional[int], typer.Option(min=1, help="How many rows (default from config: 20).")
+        Optional[int], typer.Option(min=1, max=MAX_ID, help="How many rows (default from config: 20).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -298,7 +325,7 @@ def status(
 @app.command()
 def show(
     ctx: typer.Context,
-    task_id: Annotated[int, typer.Argument(metavar="ID", help="Task id.")],
+    task_id: Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ID, help="Task id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Everything about one task: arguments, timings, attempts, result and log.
@@ -351,6 +378,276 @@ def tasks(
     from rqjobs.render import tasks_table
 
     _stdout().print(tasks_table(data))
+
+
+# -- tail -------------------------------------------------------------------------------
+
+
+@app.command()
+def tail(
+    ctx: typer.Context,
+    task_ids: Annotated[
+        Optional[list[int]],
+        typer.Argument(
+            metavar="ID",
+            min=1,
+            max=MAX_ID,
+            help="Follow just these tasks, and exit when they have all ended.",
+        ),
+    ] = None,
+    name: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--name", "-n", help="Only tasks with this name (repeatable).", autocompletion=complete_task_name
+        ),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between looks at the database.")
+    ] = DEFAULT_TAIL_INTERVAL_S,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per change, not a line.")] = False,
+) -> None:
+    """Follow waiting and running tasks live, with a progress bar each.
+
+    On a terminal this is a live view; piped (rqjobs tail > tail.log) it prints one line per change. Stop with Ctrl-C.
+
+    With IDs, it follows those and exits when all have ended: 0 if all finished, 1 if any failed or was canceled.
+
+    Example: rqjobs tail 42 43 --interval 0.5
+    """
+    from rqjobs.follow import TaskFollower
+
+    if task_ids and name:
+        raise InvalidInput("give task ids or --name, not both")
+    follower = TaskFollower(runtime_from(ctx).store, task_ids=task_ids or (), names=name or ())
+    console = _stdout()
+    try:
+        if console.is_terminal and not as_json:
+            _tail_live(console, follower, interval)
+        else:
+            _tail_lines(follower, interval, as_json=as_json)
+    except KeyboardInterrupt:
+        # Ctrl-C is how a plain `rqjobs tail` ends: no traceback, no "Interrupted"
+        raise typer.Exit(130 if task_ids else 0) from None
+    except BrokenPipeError:
+        # `rqjobs tail | head`: the reader left; send what Python still flushes to nowhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    if task_ids:
+        raise typer.Exit(0 if follower.all_finished else 1)
+
+
+def _tail_lines(follower: Any, interval_s: float, *, as_json: bool) -> None:
+    import json
+    from datetime import datetime, timezone
+
+    from rqjobs.follow import follow
+    from rqjobs.render import change_line
+
+    for changes in follow(follower, interval_s=interval_s):
+        if not changes:
+            continue
+        now = datetime.now(timezone.utc)
+        for change in changes:
+            if as_json:
+                data = {"at": now.isoformat(timespec="seconds"), **change.record.to_dict()}
+                sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+            else:
+                sys.stdout.write(change_line(change.record, now) + "\n")
+        sys.stdout.flush()
+
+
+def _tail_live(console: Any, follower: Any, interval_s: float) -> None:
+    from rich.live import Live
+
+    from rqjobs.follow import follow
+    from rqjobs.render import TailView, ended_summary
+    from rqjobs.status import WAITING
+
+    what = (
+        f"tasks {', '.join(map(str, follower.task_ids))}"
+        if follower.task_ids
+        else "waiting and running tasks"
+    )
+    if follower.names:
+        what += f" named {', '.join(follower.names)}"
+    heading = f"following {what} every {interval_s:g} s · Ctrl-C to stop"
+    with Live(TailView([], heading), console=console, auto_refresh=False, transient=True) as live:
+        for changes in follow(follower, interval_s=interval_s):
+            for change in changes:
+                if change.ended:
+                    live.console.print(ended_summary(change.record))
+            active = follower.active
+            waiting = sum(1 for r in active if r.status in WAITING)
+            note = f" · the oldest {waiting} waiting shown" if waiting >= follower.active_limit else ""
+            live.update(TailView(active, heading + note), refresh=True)
+
+
+# -- retry / cancel ---------------------------------------------------------------------
+
+
+def _print_outcomes(outcomes: list[Any], as_json: bool) -> None:
+    """Each task's outcome: data on stdout; the command fails (1) if any was not ``ok``."""
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([o.to_dict() for o in outcomes], indent=2))
+    else:
+        from rqjobs.render import outcome_line
+
+        console = _stdout()
+        for o in outcomes:
+            console.print(outcome_line(o.task_id, o.ok, o.action, o.detail), soft_wrap=True)
+    if any(not o.ok for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    task_ids: Annotated[
+        Optional[list[int]],
+        typer.Argument(metavar="ID", min=1, max=MAX_ID, help="Failed or canceled tasks to run again."),
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every failed task (with --name: of that name).")
+    ] = False,
+    name: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--name",
+            "-n",
+            help="With --failed: only this task name (repeatable).",
+            autocompletion=complete_task_name,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Run failed (or canceled) tasks again, as new attempts of the same rows.
+
+    Attempts keep counting, the retry budget starts afresh and the log keeps the earlier attempts. Exits 1 if any task could not be retried.
+
+    Example: rqjobs retry --failed --name send-mail
+    """
+    from rqjobs.api import retry_tasks
+
+    if not task_ids and not failed:
+        raise InvalidInput("give the ids of the tasks to retry, or --failed")
+    if name and not failed:
+        raise InvalidInput("--name goes with --failed")
+    load_tasks(ctx)
+    outcomes = retry_tasks(task_ids or (), failed=failed, names=name or (), runtime=runtime_from(ctx))
+    if not outcomes:
+        _info("no failed tasks to retry")
+    _print_outcomes(outcomes, as_json)
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    task_ids: Annotated[list[int], typer.Argument(metavar="ID", min=1, max=MAX_ID, help="Tasks to cancel.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Cancel tasks: a queued or scheduled one leaves its queue, a running one is stopped.
+
+    Finished and failed tasks are left alone (exit 1 says so).
+
+    Example: rqjobs cancel 42 43
+    """
+    from rqjobs.api import cancel_tasks
+
+    _print_outcomes(cancel_tasks(task_ids, runtime=runtime_from(ctx)), as_json)
+
+
+# -- stats / prune ----------------------------------------------------------------------
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    since: Annotated[
+        str, typer.Option(help="Tasks created since: 1h, 30m, 7d, an ISO time, or 'all'.")
+    ] = DEFAULT_STATS_SINCE,
+    name: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--name", "-n", help="Only this task name (repeatable).", autocompletion=complete_task_name
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts, failure rates and run times per task name, and a chart of runs over time.
+
+    Run times are those of finished runs (p50, p95, max); the chart shows finished and failed runs per time slice.
+
+    Example: rqjobs stats --since 24h
+    """
+    from rqjobs.stats import compute_stats
+    from rqjobs.timeparse import parse_since
+
+    since_dt = None if since.strip().lower() == "all" else parse_since(since)
+    console = _stdout()
+    buckets = max(10, min(60, console.width - 20))
+    result = compute_stats(runtime_from(ctx).store, since=since_dt, names=name or (), buckets=buckets)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    from rqjobs.render import stats_view
+
+    window = (
+        "in all time" if since_dt is None else f"since {since_dt.astimezone().isoformat(timespec='minutes')}"
+    )
+    console.print(stats_view(result, window))
+
+
+@app.command()
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age of the tasks to delete (by creation): 30d, 12h, 2w.")
+    ],
+    status_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--status",
+            help="Only this final status: finished, failed or canceled (repeatable; default all three).",
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Delete old finished, failed or canceled tasks, in batches; says how many.
+
+    Example: rqjobs prune --older-than 30d --status finished --dry-run
+    """
+    from rqjobs.api import prune_tasks
+    from rqjobs.status import FINAL
+    from rqjobs.timeparse import parse_duration_s
+
+    statuses = [s.strip().lower() for s in status_ or ()]
+    count, cutoff = prune_tasks(
+        parse_duration_s(older_than), statuses=statuses, dry_run=dry_run, runtime=runtime_from(ctx)
+    )
+    if as_json:
+        import json
+
+        data = {
+            "deleted": 0 if dry_run else count,
+            "matched": count,
+            "dry_run": dry_run,
+            "statuses": statuses or list(FINAL),
+            "created_before": cutoff.isoformat(timespec="seconds"),
+        }
+        typer.echo(json.dumps(data, indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    which = "/".join(statuses or FINAL)
+    typer.echo(
+        f"{verb} {count} {which} task{'s' if count != 1 else ''} created before "
+        f"{cutoff.astimezone().isoformat(timespec='seconds')}"
+    )
 
 
 # -- redis / db -------------------------------------------------------------------------

@@ -54,6 +54,7 @@ class Settings:
     default_timeout_s: int = d.DEFAULT_TIMEOUT_S
     default_retries: int = d.DEFAULT_RETRIES
     default_retry_interval_s: int = d.DEFAULT_RETRY_INTERVAL_S
+    timeout_grace_s: float = d.TIMEOUT_GRACE_S
     result_ttl_s: int = d.RESULT_TTL_S
     failure_ttl_s: int = d.FAILURE_TTL_S
     status_limit: int = d.DEFAULT_STATUS_LIMIT
@@ -62,6 +63,7 @@ class Settings:
     reconcile_grace_s: float = d.RECONCILE_GRACE_S
     worker_liveness_ttl_s: float = d.WORKER_LIVENESS_TTL_S
     redis_socket_timeout_s: float = d.REDIS_SOCKET_TIMEOUT_S
+    db_retry_s: float = d.DB_RETRY_S
     templates_dir: Path | None = None
     image_sizes: tuple[int, ...] = d.IMAGE_SIZES_PX
     image_output_dir: Path | None = None
@@ -90,6 +92,7 @@ _TOP_KEYS: dict[str, str] = {
     "default_timeout_s": "int",
     "default_retries": "int",
     "default_retry_interval_s": "int",
+    "timeout_grace_s": "float",
     "result_ttl_s": "int",
     "failure_ttl_s": "int",
     "status_limit": "int",
@@ -98,6 +101,7 @@ _TOP_KEYS: dict[str, str] = {
     "reconcile_grace_s": "float",
     "worker_liveness_ttl_s": "float",
     "redis_socket_timeout_s": "float",
+    "db_retry_s": "float",
     "templates_dir": "path",
     "image_sizes": "list[int]",
     "image_output_dir": "path",
@@ -266,18 +270,26 @@ def _anchor_sqlite_path(url: str, base_dir: Path) -> str:
     return prefix + str(base_dir / rest)
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None:
+    redis_url = values.get("redis_url")
+    if redis_url and not redis_url.startswith(_REDIS_SCHEMES):
+        raise ConfigError(
+            f"{where}: redis_url must start with {', '.join(_REDIS_SCHEMES)}; got {redis_url!r}"
+        )
     if mail.backend not in _MAIL_BACKENDS:
         raise ConfigError(f"{where}: mail.backend must be one of {', '.join(_MAIL_BACKENDS)}")
     if mail.security not in _MAIL_SECURITY:
         raise ConfigError(f"{where}: mail.security must be one of {', '.join(_MAIL_SECURITY)}")
-    for key in ("default_timeout_s", "status_limit", "result_ttl_s", "failure_ttl_s"):
+    for key in ("default_timeout_s", "status_limit", "result_ttl_s", "failure_ttl_s", "timeout_grace_s"):
         if key in values and values[key] <= 0:
             raise ConfigError(f"{where}: {key} must be positive")
     for key in ("reconcile_interval_s", "worker_liveness_ttl_s"):
         if key in values and values[key] <= 0:
             raise ConfigError(f"{where}: {key} must be positive")
-    for key in ("default_retries", "default_retry_interval_s", "reconcile_grace_s"):
+    for key in ("default_retries", "default_retry_interval_s", "db_retry_s", "reconcile_grace_s"):
         if key in values and values[key] < 0:
             raise ConfigError(f"{where}: {key} must not be negative")
     if any(size <= 0 for size in values.get("image_sizes", ())):

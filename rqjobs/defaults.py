@@ -27,6 +27,9 @@ RECONCILE_LOCK_WAIT_S = 30.0
 REDIS_RECONNECT_MAX_WAIT_S = 5.0
 #: a burst worker gives up when Redis stays unreachable this long (a long-running worker waits)
 BURST_REDIS_OUTAGE_LIMIT_S = 120.0
+#: a work horse still running this long after its job's timeout fired is killed by the
+#: worker (RQ hard-codes 60 s); the grace lets a timed-out task record its failure first
+TIMEOUT_GRACE_S = 60.0
 #: RQ keeps results and failures at least this long, so reconcile can read them
 RESULT_TTL_S = 86_400
 FAILURE_TTL_S = 7 * 86_400
@@ -37,6 +40,10 @@ REDIS_CONNECT_TIMEOUT_S = 3.0
 
 #: SQLite waits this long for a lock before giving up
 SQLITE_BUSY_TIMEOUT_S = 30.0
+#: reads and writes of task rows keep retrying this long while the database is unreachable
+DB_RETRY_S = 30.0
+#: a PostgreSQL/MariaDB connection attempt gives up after this long (no hang on a dead host)
+DB_CONNECT_TIMEOUT_S = 10
 
 EMBEDDED_REDIS_START_TIMEOUT_S = 10.0
 EMBEDDED_REDIS_STOP_TIMEOUT_S = 10.0

@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from rqjobs._click import Command, Context, UsageError
-from rqjobs.exceptions import InvalidInput, InvalidTaskArguments
+from rqjobs.exceptions import InvalidInput, InvalidTaskArguments, RqjobsError
 
 if TYPE_CHECKING:
     from rqjobs.tasks.commons import TaskSpec
@@ -81,6 +81,12 @@ def _type_name(hint: Any) -> str:
     if isinstance(hint, type) and typing.get_origin(hint) is None:
         return hint.__name__
     return str(hint).replace("typing.", "")
+
+
+def _given_on_command_line(ctx: Context, name: str) -> bool:
+    """Did the user give this option (rather than Typer filling in its default)?"""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
 
 
 def _parse_intervals(text: str | None) -> int | list[int] | None:
@@ -196,17 +202,23 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
             if not isinstance(extra, dict):
                 raise InvalidTaskArguments("--kwargs must be a JSON object")
             task_kwargs.update(extra)
+        ctx = values["ctx"]
         for p in task_params:
             key = _PREFIX + p["name"]
             if key not in values:
                 continue
+            given = _given_on_command_line(ctx, key)
+            if p["name"] in task_kwargs:
+                if given:
+                    raise InvalidTaskArguments(
+                        f"{p['option']} and --kwargs both give {p['name']!r}: give it once"
+                    )
+                continue  # --kwargs gives it; the option only holds its default
             value = values[key]
             if isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, list):
                 value = [str(v) if isinstance(v, Path) else v for v in value] or None
-            if value is None and p["name"] in task_kwargs:
-                continue
             if value is not None:
                 task_kwargs[p["name"]] = value
         run(
@@ -248,7 +260,12 @@ class EnqueueGroup(TyperGroup):
         return load_tasks(ctx)
 
     def list_commands(self, ctx: Context) -> list[str]:
-        return list(self._specs(ctx))
+        try:
+            return list(self._specs(ctx))
+        except RqjobsError:
+            if ctx.resilient_parsing:  # shell completion: never print an error into the prompt
+                return []
+            raise
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         from rqjobs.cli import run_enqueue

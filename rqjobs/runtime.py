@@ -31,7 +31,7 @@ class Runtime:
         from rqjobs.store.engine import get_engine
         from rqjobs.store.repository import TaskStore
 
-        return TaskStore(get_engine(self.settings.database_url))
+        return TaskStore(get_engine(self.settings.database_url), retry_s=self.settings.db_retry_s)
 
     @cached_property
     def redis(self) -> Redis:

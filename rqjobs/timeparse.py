@@ -6,6 +6,7 @@ free of heavy imports because the CLI parses with it.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -32,6 +33,8 @@ def parse_duration_s(text: str) -> float:
             pos = match.end()
         if pos != len(value) or pos == 0:
             raise InvalidInput(f"not a duration: {text!r} (use e.g. 90, 30s, 10m, 2h, 1d)") from None
+    if not math.isfinite(seconds):
+        raise InvalidInput(f"not a duration: {text!r} (use e.g. 90, 30s, 10m, 2h, 1d)")
     if seconds < 0:
         raise InvalidInput(f"a duration must not be negative: {text!r}")
     return seconds
@@ -51,13 +54,27 @@ def parse_time(text: str) -> datetime:
     return parsed
 
 
+def ceil_to_second(when: datetime) -> datetime:
+    """``when`` rounded up to a whole second.
+
+    RQ's ScheduledJobRegistry scores jobs in whole seconds (rounding down) and releases a
+    job once the current whole second reaches its score, so a fractional time would run
+    up to a second early; a whole second runs no earlier than the row says.
+    """
+    if when.microsecond:
+        return when.replace(microsecond=0) + timedelta(seconds=1)
+    return when
+
+
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``1h`` means one hour ago; anything else must be a time."""
     now = now or datetime.now(timezone.utc)
     try:
         return now - timedelta(seconds=parse_duration_s(text))
     except InvalidInput:
-        pass
+        pass  # not a duration: a time, then
+    except (OverflowError, ValueError):
+        raise InvalidInput(f"{text!r} reaches back before the year 1") from None
     try:
         return parse_time(text)
     except InvalidInput:
@@ -70,11 +87,11 @@ def format_duration(seconds: float | None) -> str:
     """Human-readable: ``850ms``, ``12.3s``, ``4m05s``, ``2h03m``, ``3d04h``."""
     if seconds is None:
         return "-"
-    if seconds < 1:
+    if seconds < 0.9995:
         return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
+    if seconds < 59.95:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
+    minutes, secs = divmod(int(round(seconds)), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)

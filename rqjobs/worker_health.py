@@ -390,6 +390,7 @@ class WorkerHealthMixin:
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         self._burst_mode = bool(kwargs.get("burst", args[0] if args else False))
+        self.drained = self.broker_lost = False  # about this loop only (work() may run again)
         return super().work(*args, **kwargs)  # type: ignore[misc]
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
@@ -648,12 +649,14 @@ def _wait_for_redis(runtime: Runtime, give_up_s: float | None, should_stop: Call
 def run_supervised(
     runtime: Runtime,
     make_worker: Callable[[], Any],
+    run_loop: Callable[[Any], bool] | None = None,
     *,
     burst: bool,
     with_scheduler: bool,
     logging_level: str,
 ) -> bool:
-    """Run ``make_worker().work(...)`` until it ends normally, restarting it after Redis outages.
+    """Run ``make_worker().work(...)`` (or ``run_loop(worker)``) until it ends normally,
+    restarting it after Redis outages.
 
     RQ's loop quits on a Redis timeout and on any error outside its dequeue. Here the worker
     waits for Redis, settles the job it was watching, and starts a fresh loop in the same
@@ -682,10 +685,13 @@ def run_supervised(
                     beacon = LivenessBeacon(runtime.settings, label, worker.name)
                     beacon.start()
                 worker.beacon = beacon
-                worked = (
-                    worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=logging_level)
-                    or worked
-                )
+                if run_loop is not None:  # the caller's loop around work() (a burst waiting for retries)
+                    worked = run_loop(worker) or worked
+                else:
+                    loop_worked = worker.work(
+                        burst=burst, with_scheduler=with_scheduler, logging_level=logging_level
+                    )
+                    worked = loop_worked or worked
             except StopRequested:
                 return worked
             except Exception as exc:

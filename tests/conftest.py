@@ -221,6 +221,27 @@ def project(tmp_path: Path, redis_server: RedisServer) -> Iterator[Project]:
     forget_engines()
 
 
+@pytest.fixture
+def smtp_server() -> Iterator[Any]:
+    """Start aiosmtpd servers on 127.0.0.1 and a free port (``start(handler, **kw)`` -> port)."""
+    from aiosmtpd.controller import Controller
+
+    from tests.support.smtp import free_port
+
+    controllers: list[Controller] = []
+
+    def start(handler: object, **kwargs: Any) -> int:
+        port = free_port()
+        controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+        controller.start()
+        controllers.append(controller)
+        return port
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
 def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.05, message: str = "condition") -> Any:
     """Poll until ``predicate()`` is truthy; returns its value."""
     deadline = time.monotonic() + timeout

@@ -32,7 +32,9 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert settings.result_ttl_s >= 86400
 
 
-def test_file_in_working_directory_and_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_in_working_directory_and_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(
         tmp_path / "rqjobs.toml",
         'data_dir = "var"\ndatabase_url = "sqlite:///db/tasks.db"\ntasks_modules = ["myapp.tasks"]\n',
@@ -105,3 +107,18 @@ def test_cli_reports_bad_config_without_traceback(project: Project) -> None:
     assert result.returncode == 2
     assert "not_a_key" in result.stderr and "rqjobs.toml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_config_example_documents_every_key_and_loads() -> None:
+    """config.example.toml names every key the loader accepts, and is itself valid."""
+    from rqjobs import config
+    from tests.conftest import REPO_ROOT
+
+    example = REPO_ROOT / "config.example.toml"
+    text = example.read_text()
+    for key in config._TOP_KEYS:
+        assert f"{key} =" in text, f"config.example.toml does not document {key}"
+    for key in config._MAIL_KEYS:
+        assert f"{key} =" in text, f"config.example.toml does not document mail.{key}"
+    settings = load_settings(example, env={})
+    assert settings.default_timeout_s == 180 and settings.mail.backend == "outbox"

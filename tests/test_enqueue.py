@@ -57,12 +57,20 @@ def test_enqueue_by_name_with_options(project: Project) -> None:
 
     runtime = project.runtime()
     record = enqueue_task(
-        "fail-always", description="x", queue="low", timeout_s=7, retries=3, retry_interval_s=[1, 2], runtime=runtime
+        "fail-always",
+        description="x",
+        queue="low",
+        timeout_s=7,
+        retries=3,
+        retry_interval_s=[1, 2],
+        runtime=runtime,
     )
     row = project.row(record.id)
     assert (row.queue, row.timeout_s, row.max_retries, row.retry_intervals) == ("low", 7, 3, [1, 2])
     job = Job.fetch(str(record.id), connection=runtime.redis, serializer=JSONSerializer)
-    assert job.origin == "low" and job.timeout == 7 and job.retries_left == 3 and job.retry_intervals == [1, 2]
+    assert (
+        job.origin == "low" and job.timeout == 7 and job.retries_left == 3 and job.retry_intervals == [1, 2]
+    )
 
 
 @pytest.mark.parametrize(
@@ -102,6 +110,22 @@ def test_refused_calls_write_no_row(project: Project, call, error) -> None:
         ["enqueue", "add", "--description", "x", "--kwargs", "[1]", "--a", "1", "--b", "2"],
         ["enqueue", "add", "--description", "x", "--a", "1", "--b", "2", "--timeout", "soon"],
         ["enqueue", "add", "--description", "x", "--a", "1", "--b", "2", "--retries", "-2"],
+        ["enqueue", "add", "--description", "x", "--a", "1", "--b", "2", "--timeout", "99999999999999999999"],
+        ["enqueue", "add", "--description", "x", "--a", "1", "--b", "2", "--retries", "99999999999999999999"],
+        [
+            "enqueue",
+            "add",
+            "--description",
+            "x",
+            "--a",
+            "1",
+            "--b",
+            "2",
+            "--kwargs",
+            '{"a": 5}',
+        ],  # given twice
+        ["--redis-url", "notaurl", "enqueue", "add", "--description", "x", "--a", "1", "--b", "2"],
+        ["--database-url", "bogus://x", "enqueue", "add", "--description", "x", "--a", "1", "--b", "2"],
         ["enqueue", "count-words", "--description", "x"],  # the task's own validation
         ["enqueue", "count-words", "--description", "x", "--path", "/no/such/file"],
     ],

@@ -9,7 +9,6 @@ from __future__ import annotations
 import email
 import email.policy
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from rqjobs.config import Settings, load_settings, set_current_settings
@@ -29,6 +27,7 @@ from rqjobs.tasks.mail_sender import (
     send_mail,
     validate_send_mail,
 )
+from tests.support.smtp import Collector, StartServer, free_port
 
 UTF8_SUBJECT = "Grüße aus Köln ✓ – willkommen"
 
@@ -68,29 +67,6 @@ def make_settings(tmp_path: Path) -> Iterator[MakeSettings]:
     set_current_settings(None)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Collector:
-    """Accepts everything and keeps the envelopes."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 2.0.0 OK: queued"
-
-    def messages(self) -> list[email.message.EmailMessage]:
-        return [
-            email.message_from_bytes(e.content, policy=email.policy.default)  # type: ignore[misc]
-            for e in self.envelopes
-        ]
-
-
 class RefuseRecipients(Collector):
     """Refuses recipients whose local part starts with ``prefix`` (all of them by default)."""
 
@@ -108,26 +84,6 @@ class RefuseRecipients(Collector):
 class RefuseData(Collector):
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         return "554 5.7.1 message rejected as spam"
-
-
-StartServer = Callable[..., int]
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[StartServer]:
-    """Start an aiosmtpd server on 127.0.0.1 and a free port; returns the port."""
-    controllers: list[Controller] = []
-
-    def start(handler: object, **kwargs: Any) -> int:
-        port = _free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
-        controller.start()
-        controllers.append(controller)
-        return port
-
-    yield start
-    for controller in controllers:
-        controller.stop()
 
 
 def smtp_mail(port: int, **extra: object) -> dict[str, object]:
@@ -229,7 +185,7 @@ def test_smtp_partial_refusal_is_reported_not_raised(
 
 
 def test_smtp_connection_refused_names_the_server(make_settings: MakeSettings) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     make_settings(mail=smtp_mail(port))
     with pytest.raises(MailDeliveryError, match=rf"cannot talk to SMTP server 127\.0\.0\.1:{port}"):
         send_mail(to=["ann@example.com"], subject="hi")

@@ -7,11 +7,16 @@ so a job naming anything else fails with :class:`UnregisteredTask` before any co
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
 
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from rqjobs.exceptions import RqjobsError
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
+    from rq.queue import Queue
 
 
 class UnregisteredTask(RqjobsError):
@@ -19,6 +24,10 @@ class UnregisteredTask(RqjobsError):
 
 
 class RqjobsJob(Job):
+    #: when the next retry runs, as the task row records it; set by the decorator or the
+    #: worker just before RQ's failure handling, so the row and Redis name the same time
+    rqjobs_retry_at: datetime | None = None
+
     @property
     def func(self) -> Any:  # type: ignore[override]
         from rqjobs.tasks.commons import spec_for_path
@@ -30,3 +39,26 @@ class RqjobsJob(Job):
                 "(check tasks_modules in the worker's config)"
             )
         return spec.wrapper
+
+    def retry(self, queue: Queue, pipeline: Pipeline) -> None:
+        """RQ's retry, scheduled at the time the row shows, in whole seconds.
+
+        RQ schedules ``now + interval`` and its registry rounds that down to a whole
+        second, so a retry could run up to a second before its interval was over.
+        """
+        interval = self.get_retry_interval()
+        if not interval:
+            self.rqjobs_retry_at = None
+            super().retry(queue, pipeline)
+            return
+        from rqjobs.timeparse import ceil_to_second
+
+        when = self.rqjobs_retry_at or ceil_to_second(
+            datetime.now(timezone.utc) + timedelta(seconds=interval)
+        )
+        self.rqjobs_retry_at = None
+        assert self.retries_left
+        self.retries_left -= 1
+        self.set_status(JobStatus.SCHEDULED)
+        queue.schedule_job(self, when, pipeline=pipeline)
+        self.log.info("Job %s: scheduled for retry at %s, %s remaining", self.id, when, self.retries_left)

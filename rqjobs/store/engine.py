@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from rqjobs import defaults
-from rqjobs.exceptions import DatabaseError
+from rqjobs.exceptions import ConfigError, DatabaseError
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -47,7 +47,10 @@ def _setup_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if connection.get_execution_options().get("rqjobs_readonly"):
+        options = connection.get_execution_options()
+        if options.get("rqjobs_single_statement"):
+            return  # one statement is its own transaction in SQLite; its COMMIT is then a no-op
+        if options.get("rqjobs_readonly"):
             connection.exec_driver_sql("BEGIN")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -59,13 +62,27 @@ def create_store_engine(url: str) -> Engine:
         parsed = make_url(url)
     except Exception as exc:
         raise DatabaseError(f"invalid database_url: {exc}") from None
-    kwargs: dict[str, Any] = {"pool_pre_ping": parsed.get_backend_name() != "sqlite"}
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
+    if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": defaults.SQLITE_BUSY_TIMEOUT_S}
-    elif parsed.get_backend_name() == "mysql":
-        kwargs["pool_recycle"] = 3600
+    elif backend in ("postgresql", "mysql", "mariadb"):
+        # a dead or unreachable host must fail a connection attempt, not hang it (libpq
+        # waits forever by default); a timeout given in the URL wins
+        if "connect_timeout" not in parsed.query:
+            kwargs["connect_args"] = {"connect_timeout": defaults.DB_CONNECT_TIMEOUT_S}
+        if backend != "postgresql":
+            # MariaDB closes idle connections after wait_timeout (8 h by default)
+            kwargs["pool_recycle"] = 3600
+    try:
+        parsed.get_dialect()
+    except Exception:
+        raise ConfigError(
+            f"database_url names an unknown database type {parsed.drivername!r} "
+            "(use sqlite:///PATH, postgresql+psycopg://..., or mysql+pymysql://...)"
+        ) from None
     try:
         engine = create_engine(parsed, **kwargs)
     except ModuleNotFoundError as exc:

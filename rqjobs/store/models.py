@@ -2,7 +2,11 @@
 
 Column types are chosen to behave the same on SQLite, PostgreSQL and MariaDB: JSON is
 stored as text through a TypeDecorator, and datetimes are stored as naive UTC and
-handed back timezone-aware, so no dialect's timezone handling can shift them.
+handed back timezone-aware, so no dialect's timezone handling can shift them. On
+MariaDB/MySQL the table is utf8mb4 with a binary collation (any Unicode text; names
+compare exactly, as on the other databases) and datetimes keep microseconds.
+
+This module must match the migrations (a test compares them with Alembic's autogenerate).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from sqlalchemy.types import TypeDecorator
 
 #: MariaDB's TEXT holds 64 KiB only: logs and results get LONGTEXT there
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+#: MariaDB's DATETIME keeps whole seconds unless asked for microseconds (migration 0002)
+DateTimeUS = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 class JSONText(TypeDecorator[Any]):
@@ -40,7 +46,7 @@ class JSONText(TypeDecorator[Any]):
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out; stored naive UTC."""
 
-    impl = DateTime
+    impl = DateTimeUS
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
@@ -74,9 +80,15 @@ class Task(Base):
         # `status --name X --since 1h`
         Index("ix_tasks_name_created", "name", "created_at"),
         Index("ix_tasks_created", "created_at"),
-        # SQLite reuses the largest rowid after a delete unless AUTOINCREMENT is on;
-        # the id is also the RQ job id, so it must never come back
-        {"sqlite_autoincrement": True},
+        # `prune` (final rows finished before a cutoff) and `stats` (completions over time)
+        Index("ix_tasks_status_finished", "status", "finished_at"),
+        {
+            # SQLite reuses the largest rowid after a delete unless AUTOINCREMENT is on;
+            # the id is also the RQ job id, so it must never come back
+            "sqlite_autoincrement": True,
+            "mysql_charset": "utf8mb4",
+            "mysql_collate": "utf8mb4_bin",
+        },
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -88,11 +100,11 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     progress: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     progress_message: Mapped[str | None] = mapped_column(String(1000))
-    result: Mapped[Any] = mapped_column(JSONText)
+    result: Mapped[Any] = mapped_column(JSONText, nullable=True)
     log: Mapped[str | None] = mapped_column(LongText)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     max_retries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    retry_intervals: Mapped[Any] = mapped_column(JSONText)
+    retry_intervals: Mapped[Any] = mapped_column(JSONText, nullable=True)
     timeout_s: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -6,19 +6,43 @@ this caller made the change; a late or duplicate writer changes nothing.
 
 SQLAlchemy Core, not the ORM, on these paths: they run once or twice per job and the
 ORM's unit of work costs several times more per statement (DESIGN section 10).
+
+Every read and write goes through :func:`rqjobs.store.retry.run_with_retry`: a database
+that is unreachable for a few seconds (a restart, a network blip, SQLite's write lock)
+delays the caller by up to ``retry_s`` instead of losing the update; past that, the
+caller gets a :class:`~rqjobs.exceptions.DatabaseError` that says what failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.exc import SQLAlchemyError
 
+from rqjobs import defaults
 from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
 from rqjobs.store.models import TASK_COLUMNS, Task, utcnow
+from rqjobs.store.retry import is_transient, run_with_retry, short_reason, values_landed
+
+log = logging.getLogger("rqjobs.store")
+T = TypeVar("T")
 
 _table = Task.__table__
 _c = _table.c
@@ -118,8 +142,30 @@ def attempt_log_entry(
 class TaskStore:
     """Row operations on one database. Cheap to construct; the engine is shared."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, retry_s: float = defaults.DB_RETRY_S) -> None:
         self.engine = engine
+        #: how long a read or write keeps retrying while the database is unreachable
+        self.retry_s = retry_s
+
+    def _write(
+        self,
+        what: str,
+        work: Callable[[Connection], T],
+        verify: Callable[[Connection], T | None] | None = None,
+        *,
+        single_statement: bool = False,
+    ) -> T:
+        return run_with_retry(
+            self.engine,
+            work,
+            budget_s=self.retry_s,
+            what=what,
+            verify=verify,
+            single_statement=single_statement,
+        )
+
+    def _read(self, what: str, work: Callable[[Connection], T]) -> T:
+        return run_with_retry(self.engine, work, budget_s=self.retry_s, what=what, readonly=True)
 
     # -- writes ---------------------------------------------------------------------
 
@@ -164,9 +210,24 @@ class TaskStore:
             "finished_at": None,
             "worker": worker,
         }
-        with self.engine.begin() as conn:
-            task_id = conn.execute(_INSERT, values).inserted_primary_key[0]
-        return TaskRecord(id=int(task_id), **values)
+
+        def work(conn: Connection) -> int:
+            return int(conn.execute(_INSERT, values).inserted_primary_key[0])
+
+        def landed(conn: Connection) -> int | None:
+            # an earlier attempt's COMMIT lost its reply: find that row rather than add a
+            # second one (created_at carries microseconds, so the match is this very call)
+            stmt = (
+                select(_c.id)
+                .where(_c.created_at == now, _c.name == name, _c.description == description)
+                .order_by(_c.id.desc())
+                .limit(1)
+            )
+            found = conn.execute(stmt).scalar()
+            return None if found is None else int(found)
+
+        task_id = self._write(f"record a new {name} task", work, landed, single_statement=True)
+        return TaskRecord(id=task_id, **values)
 
     def _transition(
         self,
@@ -177,6 +238,12 @@ class TaskStore:
         bump_attempts: bool = False,
         **values: Any,
     ) -> bool:
+        """One conditional UPDATE; True when this call moved the row (matched it, for MySQL too).
+
+        SQLAlchemy's MySQL dialects connect with CLIENT_FOUND_ROWS, so ``rowcount`` counts
+        matched rows there as everywhere else: an update that rewrites equal values is
+        still "done", not mistaken for a refused transition.
+        """
         stmt = _update_statement(
             tuple(from_statuses), tuple(sorted(values)), log_entry is not None, bump_attempts
         )
@@ -184,8 +251,25 @@ class TaskStore:
         params["task_id"] = task_id
         if log_entry is not None:
             params["log_entry"] = log_entry
-        with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> bool:
             return conn.execute(stmt, params).rowcount == 1
+
+        def landed(conn: Connection) -> bool | None:
+            row = conn.execute(select(_table).where(_c.id == task_id)).first()
+            if not values_landed(row, values):
+                return None
+            if log_entry is not None and not (row._mapping["log"] or "").endswith(log_entry):
+                return None
+            return True
+
+        status = values.get("status", "")
+        return self._write(
+            f"update task {task_id}" + (f" to {status}" if status else ""),
+            work,
+            landed,
+            single_statement=True,
+        )
 
     def mark_running(self, task_id: int, worker: str) -> bool:
         """A run starts: ``attempts`` + 1, progress 0. Refused for finished and canceled rows.
@@ -206,7 +290,9 @@ class TaskStore:
             worker=worker,
         )
 
-    def mark_finished(self, task_id: int, result: Any) -> bool:
+    def mark_finished(self, task_id: int, result: Any, *, progress_message: str | None = None) -> bool:
+        """Success: the result, progress 100, and the last progress message held back, if any."""
+        extra = {"progress_message": progress_message} if progress_message is not None else {}
         return self._transition(
             task_id,
             (TaskStatus.RUNNING.value,),
@@ -214,6 +300,7 @@ class TaskStore:
             result=result,
             progress=100,
             finished_at=utcnow(),
+            **extra,
         )
 
     def mark_attempt_failed(
@@ -238,7 +325,8 @@ class TaskStore:
             from_statuses,
             status=status.value,
             log_entry=log_entry,
-            progress=100,
+            # a row waiting for its next attempt starts again from 0; a failed one ended
+            progress=0 if will_retry else 100,
             **extra,
         )
 
@@ -253,9 +341,21 @@ class TaskStore:
         )
 
     def set_progress(self, task_id: int, progress: int, message: str | None) -> bool:
-        return self._transition(
-            task_id, (TaskStatus.RUNNING.value,), progress=progress, progress_message=message
+        """Best effort: progress is advisory, so an unreachable database skips this report
+        (the next one, or the final state, catches up) instead of stalling the task."""
+        stmt = (
+            update(_table)
+            .where(and_(_c.id == task_id, _c.status == TaskStatus.RUNNING.value))
+            .values(progress=progress, progress_message=message)
         )
+        try:
+            with self.engine.begin() as conn:
+                return conn.execute(stmt).rowcount == 1
+        except SQLAlchemyError as exc:
+            if not is_transient(exc, self.engine.dialect.name):
+                raise
+            log.warning("progress of task %s not recorded: %s", task_id, short_reason(exc))
+            return False
 
     def mark_canceled(self, task_id: int, from_statuses: Iterable[str], log_entry: str) -> bool:
         return self._transition(
@@ -294,29 +394,41 @@ class TaskStore:
         """Delete final rows created before ``cutoff`` in batches; returns how many."""
         where = and_(_c.created_at < cutoff, _c.status.in_(list(statuses)))
         if dry_run:
-            with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
-                return int(conn.execute(select(func.count()).select_from(_table).where(where)).scalar_one())
+            return self._read(
+                "count old tasks",
+                lambda conn: int(
+                    conn.execute(select(func.count()).select_from(_table).where(where)).scalar_one()
+                ),
+            )
+
+        def one_batch(conn: Connection) -> int:
+            ids = conn.execute(select(_c.id).where(where).limit(batch)).scalars().all()
+            return conn.execute(delete(_table).where(_c.id.in_(ids))).rowcount if ids else 0
+
         total = 0
         while True:
-            with self.engine.begin() as conn:
-                ids = conn.execute(select(_c.id).where(where).limit(batch)).scalars().all()
-                if not ids:
-                    return total
-                total += conn.execute(delete(_table).where(_c.id.in_(ids))).rowcount
+            # one short transaction per batch, so writers are never blocked for long
+            deleted = self._write("delete old tasks", one_batch)
+            if not deleted:
+                return total
+            total += deleted
 
     # -- reads ----------------------------------------------------------------------
 
     def get(self, task_id: int) -> TaskRecord | None:
-        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
-            row = conn.execute(select(_table).where(_c.id == task_id)).first()
+        row = self._read(
+            f"read task {task_id}", lambda conn: conn.execute(select(_table).where(_c.id == task_id)).first()
+        )
         return _record(row) if row else None
 
     def get_many(self, task_ids: Iterable[int]) -> list[TaskRecord]:
         ids = list(task_ids)
         if not ids:
             return []
-        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
-            rows = conn.execute(select(_table).where(_c.id.in_(ids)).order_by(_c.id)).all()
+        rows = self._read(
+            "read tasks",
+            lambda conn: conn.execute(select(_table).where(_c.id.in_(ids)).order_by(_c.id)).all(),
+        )
         return [_record(row) for row in rows]
 
     def list(
@@ -342,8 +454,7 @@ class TaskStore:
         stmt = stmt.order_by(_c.id.asc() if oldest_first else _c.id.desc())
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
-            return [_record(row) for row in conn.execute(stmt)]
+        return self._read("list tasks", lambda conn: [_record(row) for row in conn.execute(stmt)])
 
     def counts_by_status(self, *, names: Sequence[str] = (), since: datetime | None = None) -> dict[str, int]:
         stmt = select(_c.status, func.count()).group_by(_c.status)
@@ -351,16 +462,75 @@ class TaskStore:
             stmt = stmt.where(_c.name.in_(list(names)))
         if since is not None:
             stmt = stmt.where(_c.created_at >= since)
-        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
-            found = {status: int(n) for status, n in conn.execute(stmt)}
+        found = self._read("count tasks", lambda conn: {status: int(n) for status, n in conn.execute(stmt)})
         return {status: found.get(status, 0) for status in (s.value for s in TaskStatus)}
 
     def ids_with_status(self, statuses: Sequence[str], *, names: Sequence[str] = ()) -> list[int]:
         stmt = select(_c.id).where(_c.status.in_(list(statuses))).order_by(_c.id)
         if names:
             stmt = stmt.where(_c.name.in_(list(names)))
+        return self._read("list task ids", lambda conn: list(conn.execute(stmt).scalars()))
+
+    def counts_by_name_and_status(
+        self, *, names: Sequence[str] = (), since: datetime | None = None
+    ) -> dict[str, dict[str, int]]:
+        """name -> status -> how many rows (created since ``since``): one GROUP BY in SQL."""
+        stmt = select(_c.name, _c.status, func.count()).group_by(_c.name, _c.status)
+        if names:
+            stmt = stmt.where(_c.name.in_(list(names)))
+        if since is not None:
+            stmt = stmt.where(_c.created_at >= since)
+        out: dict[str, dict[str, int]] = {}
         with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
-            return list(conn.execute(stmt).scalars())
+            for name, status, n in conn.execute(stmt):
+                out.setdefault(name, {})[status] = int(n)
+        return out
+
+    def iter_run_times(
+        self,
+        *,
+        statuses: Sequence[str] = (TaskStatus.FINISHED.value, TaskStatus.FAILED.value),
+        names: Sequence[str] = (),
+        since: datetime | None = None,
+        batch: int = 5000,
+    ) -> Iterator[tuple[str, str, float, float]]:
+        """``(name, status, started, finished)`` of rows that ran to an end, as Unix seconds.
+
+        Streamed in batches. On SQLite, PostgreSQL and MariaDB the database turns the
+        timestamps into seconds itself, which is several times cheaper than parsing a
+        datetime per row in Python (SQLite stores them as text); elsewhere Python does it.
+        """
+        started = _epoch_seconds(_c.started_at, self.engine.dialect.name)
+        finished = _epoch_seconds(_c.finished_at, self.engine.dialect.name)
+        in_sql = started is not None and finished is not None
+        columns = (started, finished) if in_sql else (_c.started_at, _c.finished_at)
+        stmt = select(_c.name, _c.status, *columns).where(
+            _c.status.in_(list(statuses)), _c.started_at.is_not(None), _c.finished_at.is_not(None)
+        )
+        if names:
+            stmt = stmt.where(_c.name.in_(list(names)))
+        if since is not None:
+            stmt = stmt.where(_c.created_at >= since)
+        with self.engine.connect().execution_options(rqjobs_readonly=True, yield_per=batch) as conn:
+            for name, status, start, end in conn.execute(stmt):
+                if in_sql:  # to the millisecond: SQLite's julianday is exact to about 0.1 ms only
+                    yield name, status, round(float(start), 3), round(float(end), 3)
+                else:
+                    yield name, status, start.timestamp(), end.timestamp()
+
+
+def _epoch_seconds(column: Any, dialect: str) -> Any | None:
+    """SQL for a stored (naive UTC) timestamp as Unix seconds, where the dialect is known."""
+    if dialect == "sqlite":
+        return (func.julianday(column) - _UNIX_EPOCH_JULIAN_DAY) * 86400.0
+    if dialect == "postgresql":
+        return func.extract("epoch", column)
+    if dialect in ("mysql", "mariadb"):  # TIMESTAMPDIFF ignores the session's time zone
+        return func.timestampdiff(literal_column("MICROSECOND"), literal("1970-01-01 00:00:00"), column) / 1e6
+    return None
+
+
+_UNIX_EPOCH_JULIAN_DAY = 2440587.5
 
 
 __all__ = ["RETRYABLE", "TaskRecord", "TaskStore", "attempt_log_entry"]

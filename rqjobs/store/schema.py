@@ -8,6 +8,7 @@ behind the user's back: every command refuses it with :class:`SchemaOutdated` un
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from rqjobs.exceptions import DatabaseError, SchemaOutdated
 
 #: the newest migration; tests check it matches the migrations folder
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: how long a failed upgrade waits for a concurrent one to finish before reporting failure
+_CONCURRENT_UPGRADE_WAIT_S = 10.0
 
 
 def _alembic_config(connection: Any) -> Any:
@@ -53,14 +56,21 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     before = current_revision(engine)
     if before == "unversioned":
         raise DatabaseError("the database has a tasks table that rqjobs did not create")
+    if before is not None and before not in _known_revisions():
+        raise _unknown_revision(before)
     try:
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), revision)
     except SQLAlchemyError as exc:
-        # another process may have created the schema at the same moment
-        if current_revision(engine) == SCHEMA_HEAD:
-            return before, SCHEMA_HEAD
-        raise DatabaseError(f"migration failed: {_short(exc)}") from None
+        # another process may be creating the schema at the same moment (MariaDB commits
+        # each DDL statement at once, so its migrations can be seen half-way): give it time
+        deadline = time.monotonic() + _CONCURRENT_UPGRADE_WAIT_S
+        while True:
+            if current_revision(engine) == SCHEMA_HEAD:
+                return before, SCHEMA_HEAD
+            if time.monotonic() > deadline:
+                raise DatabaseError(f"migration failed: {_short(exc)}") from None
+            time.sleep(0.2)
     return before, current_revision(engine) or ""
 
 
@@ -74,16 +84,23 @@ def ensure_schema(engine: Engine) -> None:
         return
     if revision == "unversioned":
         raise DatabaseError("the database has a tasks table that rqjobs did not create")
-    from alembic.script import ScriptDirectory
-
-    known = {rev.revision for rev in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
-    if revision in known:
+    if revision in _known_revisions():
         raise SchemaOutdated(
             f"the task database is at schema {revision}, this rqjobs needs {SCHEMA_HEAD}: "
             "run `rqjobs db upgrade`"
         )
-    raise DatabaseError(
-        f"the task database is at schema {revision}, unknown to this rqjobs (a newer version?)"
+    raise _unknown_revision(revision)
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {rev.revision for rev in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+
+
+def _unknown_revision(revision: str) -> DatabaseError:
+    return DatabaseError(
+        f"the task database is at schema {revision}, unknown to this rqjobs (made by a newer version?)"
     )
 
 

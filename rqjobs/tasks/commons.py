@@ -16,14 +16,17 @@ import functools
 import importlib
 import inspect
 import json
+import logging
 import os
+import re
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from rqjobs.exceptions import (
@@ -80,7 +83,7 @@ class TaskSpec:
     timeout_s: int | None = None
     retries: int | None = None
     retry_interval_s: int | list[int] | None = None
-    validate: Callable[[dict[str, Any]], None] | None = None
+    validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     signature: inspect.Signature = field(default=None, repr=False)  # type: ignore[assignment]
     #: the decorated function: what a worker calls
     wrapper: Callable[..., Any] = field(default=None, repr=False)  # type: ignore[assignment]
@@ -96,8 +99,6 @@ class TaskSpec:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            import re
-
             # "missing a required argument: 'to'" -> "... 'to' (--to)": CLI users know options
             message = re.sub(
                 r"'(\w+)'$", lambda m: f"{m.group(0)} (--{m.group(1).replace('_', '-')})", str(exc)
@@ -143,7 +144,7 @@ def background_task(
     timeout_s: int | None = None,
     retries: int | None = None,
     retry_interval_s: int | list[int] | None = None,
-    validate: Callable[[dict[str, Any]], None] | None = None,
+    validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -155,13 +156,19 @@ def background_task(
     timeout_s: int | None = None,
     retries: int | None = None,
     retry_interval_s: int | list[int] | None = None,
-    validate: Callable[[dict[str, Any]], None] | None = None,
+    validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Any:
     """Register a function as an rqjobs task and track its runs in the task row.
 
     The name defaults to the function's name with ``_`` as ``-``. ``validate`` is called
-    with the bound arguments when the task is enqueued, before any row is written, and
-    refuses bad input by raising :class:`~rqjobs.exceptions.InvalidTaskArguments`.
+    with the bound arguments (a dict by parameter name, defaults applied) when the task is
+    enqueued, before any row is written, and refuses bad input by raising
+    :class:`~rqjobs.exceptions.InvalidTaskArguments`. It may also return a dict of
+    normalised arguments by parameter name: the row and the job then carry those, as
+    keyword arguments, instead of what the caller passed. That is how a relative path
+    is made absolute: it is checked against the enqueuing process's working directory,
+    but the worker opens it in its own, which may be another. Returning None keeps the
+    caller's arguments as they are.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -297,9 +304,21 @@ class _Attempt:
     job: Job
     store: TaskStore
     interval_s: float
-    last_write: float = 0.0
-    last_message: str | None = None
+    last_write: float = float("-inf")  # the first report is written at once
+    pending: tuple[int, str | None] | None = None
+    timer: threading.Timer | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
     timeout_fired: bool = False
+
+    @property
+    def pending_message(self) -> str | None:
+        return self.pending[1] if self.pending else None
+
+    def stop(self) -> None:
+        with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
 
 
 _attempt: _Attempt | None = None
@@ -314,6 +333,34 @@ def _current_job() -> Job | None:
 def worker_label() -> str:
     """host:pid of the worker that runs the job (the horse's parent)."""
     return f"{socket.gethostname()}:{os.getppid() if os.environ.get('RQ_JOB_ID') else os.getpid()}"
+
+
+class PermanentTaskError(Exception):
+    """The task failed in a way no retry can fix; it is not retried.
+
+    Raise it from a task (``raise PermanentTaskError("no such customer")``): the
+    decorator records the traceback, marks the row ``failed`` at once whatever retries
+    remain, and tells RQ not to retry the job either.
+    """
+
+
+def plan_retry(job: Job) -> tuple[bool, datetime | None]:
+    """Will RQ retry ``job`` after the failure being handled now, and when (None: at once)?
+
+    Read before RQ's own failure handling, which decrements ``retries_left``. The time is
+    left on the job for :meth:`RqjobsJob.retry`, so the row's ``scheduled_for`` and the
+    scheduled job registry name the same whole second.
+    """
+    if not job.should_retry:
+        return False, None
+    interval = job.get_retry_interval()
+    if not interval:
+        return True, None
+    from rqjobs.timeparse import ceil_to_second
+
+    retry_at = ceil_to_second(datetime.now(timezone.utc) + timedelta(seconds=interval))
+    job.rqjobs_retry_at = retry_at  # type: ignore[attr-defined]
+    return True, retry_at
 
 
 def note_timeout_fired() -> None:
@@ -395,7 +442,7 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
             raise TaskNotFound(f"no task row {task_id} in the task database for job {job.id}")
         # finished or canceled: the row's verdict stands, the task does not run again
         return record.result
-    _attempt = _Attempt(task_id, job, store, runtime.settings.progress_interval_s, time.monotonic())
+    _attempt = _Attempt(task_id, job, store, runtime.settings.progress_interval_s)
     try:
         value = spec.func(*args, **kwargs)
         if _attempt.timeout_fired:
@@ -404,52 +451,83 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
                 "the task caught the timeout and returned anyway"
             )
         result = _normalise_result(value)
-    except Exception as exc:
-        timed_out = isinstance(exc, JobTimeoutException) or _attempt.timeout_fired
-        will_retry = bool(job.should_retry)
-        interval = job.get_retry_interval() if will_retry else 0
-        retry_at = None
-        if interval:
-            from rqjobs.store.models import utcnow
-
-            retry_at = utcnow() + timedelta(seconds=interval)
+        _attempt.stop()
+        pending_message = _attempt.pending_message
+        _attempt = None
+        store.mark_finished(task_id, result, progress_message=pending_message)
+        job.rqjobs_row_recorded = True  # type: ignore[attr-defined]
+        return result
+    except BaseException as exc:
+        # BaseException too: a task calling sys.exit() (a wrapped tool's main()) must not
+        # leave the row running; RQ's bare except files such a job as failed
+        timed_out = isinstance(exc, JobTimeoutException) or bool(_attempt and _attempt.timeout_fired)
+        permanent = isinstance(exc, PermanentTaskError) and not timed_out
+        if permanent:
+            job.retries_left = 0  # RQ's handle_job_failure then fails the job without retrying
+        will_retry, retry_at = plan_retry(job)
         record = store.get(task_id)
-        what = f"timed out after {job.timeout} s" if timed_out else "failed"
+        if timed_out:
+            what = f"timed out after {job.timeout} s"
+        elif permanent:
+            what = "failed permanently (PermanentTaskError: not retried)"
+        else:
+            what = "failed"
         entry = attempt_log_entry(
             record.attempts if record else 0, what, traceback.format_exc(), where=worker
         )
         store.mark_attempt_failed(task_id, entry, will_retry=will_retry, retry_at=retry_at)
+        job.rqjobs_row_recorded = True  # type: ignore[attr-defined]
         raise
     finally:
+        if _attempt is not None:
+            _attempt.stop()
         _attempt = None
-    store.mark_finished(task_id, result)
-    return result
 
 
 def set_task_progress(percent: int | float, message: str | None = None) -> None:
     """Report how far the running task is (0-100), with an optional message.
 
     Written to ``job.meta["progress"]`` (rq-dashboard shows it) and to the row, at most
-    once per ``progress_interval_s`` unless the message changes, so a tight loop of
-    calls costs little. Outside a job it does nothing.
+    once per ``progress_interval_s``, so a tight loop of calls costs little; the last
+    message held back is written with the result. Outside a job it does nothing.
+    Progress is advisory: a Redis or database hiccup here never fails the task.
     """
     attempt = _attempt
     if attempt is None:
         return
     percent = max(0, min(100, int(percent)))
-    now = time.monotonic()
-    if message == attempt.last_message and now - attempt.last_write < attempt.interval_s:
-        return
-    attempt.last_write = now
-    attempt.last_message = message
+    with attempt.lock:
+        wait_s = attempt.last_write + attempt.interval_s - time.monotonic()
+        if wait_s > 0:
+            # held back; written by a timer when the interval is up, so a task that then
+            # works quietly for a long while still shows where it is
+            attempt.pending = (percent, message)
+            if attempt.timer is None:
+                attempt.timer = threading.Timer(wait_s, _flush_progress, args=(attempt,))
+                attempt.timer.daemon = True
+                attempt.timer.start()
+            return
+        attempt.last_write = time.monotonic()
+        attempt.pending = None
+    _write_progress(attempt, percent, message)
+
+
+def _flush_progress(attempt: _Attempt) -> None:
+    with attempt.lock:
+        attempt.timer = None
+        pending, attempt.pending = attempt.pending, None
+        if pending is None or _attempt is not attempt:
+            return
+        attempt.last_write = time.monotonic()
+    _write_progress(attempt, *pending)
+
+
+def _write_progress(attempt: _Attempt, percent: int, message: str | None) -> None:
     job = attempt.job
     job.meta["progress"] = percent
     job.meta["progress_message"] = message
     try:
         job.save_meta()
-    except Exception as exc:  # Redis down: progress is best effort, the task must go on
-        from rqjobs.worker_health import is_broker_error
-
-        if not is_broker_error(exc):
-            raise
+    except Exception as exc:  # redis-py errors, and anything the connection raises
+        logging.getLogger("rqjobs.progress").warning("progress of job %s not saved in Redis: %s", job.id, exc)
     attempt.store.set_progress(attempt.task_id, percent, message)

@@ -85,16 +85,23 @@ def _source(path: object) -> Path:
     return source
 
 
-def validate_create_image_set(kwargs: dict[str, object]) -> None:
+def validate_create_image_set(kwargs: dict[str, object]) -> dict[str, object]:
     """Refuse bad input in the enqueuing process, before a row exists (the CLI exits 2).
 
     Checks that the file exists and the sizes are positive; whether the file is an
-    image is left to the task, so enqueuing never loads Pillow.
+    image is left to the task, so enqueuing never loads Pillow. Returns the arguments
+    with ``path`` and a given ``output_dir`` made absolute: they are checked against the
+    enqueuer's working directory, and the worker may run in another.
     """
     settings = current_settings()
-    _source(kwargs.get("path"))
+    source = _source(kwargs.get("path"))
     _sizes(kwargs.get("size"), settings)
-    _output_dir(kwargs.get("output_dir"), settings)
+    out = _output_dir(kwargs.get("output_dir"), settings)
+    # abspath, not resolve(): the copies are named after the path given, even a symlink
+    normalised = {**kwargs, "path": os.path.abspath(source)}
+    if kwargs.get("output_dir") not in (None, ""):
+        normalised["output_dir"] = os.path.abspath(out)
+    return normalised
 
 
 def scaled_size(width: int, height: int, longest: int) -> tuple[int, int]:

@@ -235,11 +235,14 @@ def _context(subject: str, variables: Mapping[str, str]) -> dict[str, Any]:
 # -------------------------------------------------------------------------- validate
 
 
-def validate_send_mail(kwargs: dict[str, object]) -> None:
+def validate_send_mail(kwargs: dict[str, object]) -> dict[str, object]:
     """Refuse bad input in the enqueuing process, before a row exists (the CLI exits 2).
 
     Also renders the template once with the given variables, so a missing variable
     or a template syntax error is reported now and not as a failed row later.
+    Returns the arguments with each attachment as an absolute path: checked here,
+    relative to the enqueuer's working directory, it is read by a worker that may run
+    in another.
     """
     to = _as_list(kwargs.get("to"), "to")
     if not to:
@@ -252,10 +255,14 @@ def validate_send_mail(kwargs: dict[str, object]) -> None:
     _reject_newlines(subject, "subject")
     template = check_template_name(kwargs.get("template", DEFAULT_TEMPLATE))
     variables = parse_vars(kwargs.get("var"))
-    _check_attachments(kwargs.get("attach"))
+    attachments = _check_attachments(kwargs.get("attach"))
     settings = current_settings()
     _sender(settings.mail)
     render_template(template, _context(subject, variables), settings)
+    if kwargs.get("attach") is None:
+        return dict(kwargs)
+    # abspath, not resolve(): a symlink keeps its own name as the attachment's file name
+    return {**kwargs, "attach": [os.path.abspath(p) for p in attachments]}
 
 
 # --------------------------------------------------------------------------- message

@@ -6,31 +6,39 @@ files; the result holds the total, the number of distinct words and the top word
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rqjobs.exceptions import InvalidTaskArguments
+from rqjobs.exceptions import InvalidTaskArguments, RqjobsError
 from rqjobs.tasks.commons import background_task, set_task_progress
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
 _CHUNK_BYTES = 64 * 1024
 
 
-def validate_count_words(arguments: dict[str, Any]) -> None:
-    """Exactly one source, and a file that exists: refused before any row is written."""
+def validate_count_words(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Exactly one source, and a file that exists: refused before any row is written.
+
+    Returns the arguments with ``path`` made absolute, as the worker may run in
+    another working directory than the enqueuer.
+    """
     sources = [k for k in ("text", "path", "url") if arguments.get(k)]
     if len(sources) != 1:
         raise InvalidTaskArguments("count-words needs exactly one of --text, --path or --url")
-    if arguments.get("path") and not Path(arguments["path"]).is_file():
+    if arguments.get("path") and not Path(arguments["path"]).expanduser().is_file():
         raise InvalidTaskArguments(f"count-words: no such file: {arguments['path']}")
     url = arguments.get("url")
     if url and not url.lower().startswith(("http://", "https://")):
         raise InvalidTaskArguments(f"count-words: only http(s) URLs are read, got {url!r}")
     if int(arguments.get("top") or 0) < 0:
         raise InvalidTaskArguments("count-words: --top must not be negative")
+    if arguments.get("path"):
+        return {**arguments, "path": os.path.abspath(os.path.expanduser(arguments["path"]))}
+    return dict(arguments)
 
 
 def _text_chunks(text: str) -> Iterator[tuple[str, float]]:
@@ -48,28 +56,77 @@ def _file_chunks(path: Path) -> Iterator[tuple[str, float]]:
             yield chunk, min(1.0, done / size)
 
 
+class CountWordsError(RqjobsError):
+    """The words could not be read."""
+
+
+def _http_only_opener() -> Any:
+    """A urllib opener that follows redirects to http(s) URLs only (never ftp: or file:)."""
+    import urllib.request
+
+    class HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+            if not newurl.lower().startswith(("http://", "https://")):
+                raise CountWordsError(f"{req.full_url} redirects to {newurl!r}: only http(s) URLs are read")
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(HttpOnlyRedirects)
+
+
 def _url_chunks(url: str) -> Iterator[tuple[str, float]]:
+    """Decoded chunks of the response body, refusing more than ``url_max_bytes``.
+
+    The limit is checked twice: against Content-Length before reading (a clear error at
+    once), and against the bytes actually read (a server may send no length, or lie).
+    ``url_timeout_s`` bounds the connect and each read, not the whole transfer.
+    """
     import codecs
+    import urllib.error
     import urllib.request
 
     from rqjobs.config import current_settings
 
     settings = current_settings()
     limit = settings.url_max_bytes
+    timeout_s = settings.url_timeout_s
     request = urllib.request.Request(url, headers={"User-Agent": "rqjobs-count-words"})
-    with urllib.request.urlopen(request, timeout=settings.url_timeout_s) as response:  # noqa: S310
-        length = int(response.headers.get("Content-Length") or 0)
-        if length > limit:
-            raise ValueError(f"{url} is {length} bytes, more than url_max_bytes ({limit})")
-        charset = response.headers.get_content_charset() or "utf-8"
-        decoder = codecs.getincrementaldecoder(charset)(errors="replace")
-        done = 0
-        while block := response.read(_CHUNK_BYTES):
-            done += len(block)
-            if done > limit:
-                raise ValueError(f"{url} is larger than url_max_bytes ({limit} bytes); stopped reading")
-            yield decoder.decode(block), (done / length if length else 0.5)
-        yield decoder.decode(b"", final=True), 1.0
+    done = -1  # bytes of the body read so far; -1 until the response's headers arrived
+    try:
+        with _http_only_opener().open(request, timeout=timeout_s) as response:
+            done = 0
+            length = int(response.headers.get("Content-Length") or 0)
+            if length > limit:
+                raise CountWordsError(
+                    f"{url} is {length} bytes (Content-Length), more than url_max_bytes ({limit} bytes)"
+                )
+            charset = response.headers.get_content_charset() or "utf-8"
+            try:
+                decoder = codecs.getincrementaldecoder(charset)(errors="replace")
+            except LookupError:
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            while block := response.read(_CHUNK_BYTES):
+                done += len(block)
+                if done > limit:
+                    raise CountWordsError(
+                        f"{url} sent more than url_max_bytes ({limit} bytes); stopped reading"
+                    )
+                yield decoder.decode(block), (min(1.0, done / length) if length else 0.5)
+            yield decoder.decode(b"", final=True), 1.0
+    except urllib.error.HTTPError as exc:
+        raise CountWordsError(f"GET {url} answered HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, TimeoutError):
+            raise CountWordsError(f"{url} did not answer within url_timeout_s ({timeout_s} s)") from None
+        raise CountWordsError(f"cannot read {url}: {reason}") from None
+    except TimeoutError:
+        if done < 0:
+            raise CountWordsError(f"{url} did not answer within url_timeout_s ({timeout_s} s)") from None
+        raise CountWordsError(
+            f"{url} stopped sending for url_timeout_s ({timeout_s} s) before the end of the body"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise CountWordsError(f"cannot read {url}: {type(exc).__name__}: {exc}") from None
 
 
 @background_task(name="count-words", validate=validate_count_words)
@@ -98,9 +155,11 @@ def count_words(
         counts.update(w.lower() for w in _WORD.findall(chunk[:cut]))
         set_task_progress(int(fraction * 99), f"counted {sum(counts.values())} words")
     counts.update(w.lower() for w in _WORD.findall(carry))
+    total = sum(counts.values())
+    set_task_progress(99, f"counted {total} words")  # the held-back last word counts too
     return {
         "source": source,
-        "total": sum(counts.values()),
+        "total": total,
         "unique": len(counts),
         "top": [[word, n] for word, n in counts.most_common(top)],
     }

@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from rqjobs import background_task, set_task_progress
+from rqjobs import PermanentTaskError, background_task, set_task_progress
 
 
 @background_task
@@ -77,3 +77,56 @@ def unserialisable() -> object:
 def kill_self(sig: int = int(signal.SIGKILL)) -> None:
     """Die by a signal, as the OOM killer would do it."""
     os.kill(os.getpid(), sig)
+
+
+@background_task
+def record_and_fail(marker: str) -> None:
+    """Append the start time of this run to ``marker``, then fail."""
+    with Path(marker).open("a") as fh:
+        fh.write(f"{time.time()}\n")
+    raise RuntimeError("recorded and failed")
+
+
+@background_task
+def ignore_timeout(seconds: float = 60.0, marker: str = "") -> str:
+    """Ignore RQ's timeout signal and sleep on: a task that never returns in time."""
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return "slept through the timeout"
+
+
+@background_task
+def fail_permanently(marker: str) -> None:
+    """Count the run in ``marker``, then fail in a way no retry can fix."""
+    path = Path(marker)
+    path.write_text(str(int(path.read_text()) + 1 if path.exists() else 1))
+    raise PermanentTaskError("the customer does not exist")
+
+
+@background_task
+def sleep_first(marker: str, seconds: float = 60.0) -> str:
+    """The first run writes its pid to ``marker`` and sleeps; later runs return at once."""
+    path = Path(marker)
+    if path.exists():
+        return "second run"
+    path.write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return "first run"
+
+
+@background_task
+def exit_now(code: int = 0) -> None:
+    """Call sys.exit, as a wrapped command-line tool's main() does."""
+    import sys
+
+    sys.exit(code)
+
+
+@background_task
+def chatty_progress(reports: int = 2000) -> dict:
+    """Report progress in a tight loop with a new message each time."""
+    for i in range(reports):
+        set_task_progress(100 * i // reports, f"item {i + 1} of {reports}")
+    return {"reports": reports}
