@@ -19,12 +19,14 @@ CHAOS_TASKS = TESTS_DIR / "support" / "chaos_tasks.py"
 FAST_RECONCILE = {"reconcile_interval_s": 1.0, "reconcile_grace_s": 2.0, "worker_liveness_ttl_s": 2.0}
 
 
-def configure(project: Project, redis_url: str | None = None, **extra: Any) -> None:
+def configure(
+    project: Project, redis_url: str | None = None, database_url: str | None = None, **extra: Any
+) -> None:
     """Rewrite the project's rqjobs.toml: its database, a Redis, both task modules, ``extra``."""
     shutil.copy(CHAOS_TASKS, project.root / "chaos_tasks.py")
     assert project.redis is not None or redis_url
     project.write_config(
-        database_url=f"sqlite:///{project.root / 'tasks.sqlite3'}",
+        database_url=database_url or f"sqlite:///{project.root / 'tasks.sqlite3'}",
         redis_url=redis_url or project.redis.url,  # type: ignore[union-attr]
         tasks_modules=["sample_tasks", "chaos_tasks"],
         **extra,

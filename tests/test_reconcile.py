@@ -34,6 +34,7 @@ from tests.faults import (
     stop,
     wait_status,
 )
+from tests.support.databases import db_url  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -434,6 +435,34 @@ def test_concurrent_reconciles_change_each_row_once(fast: Project, lock: bool) -
     for task_id in orphans:
         row = fast.row(task_id)
         assert row.status == "finished" and row.attempts == 2 and "worker died" in row.log
+
+
+def test_concurrent_reconciles_on_each_database(project: Project, db_url: str) -> None:  # noqa: F811
+    """The conditional updates reconcile relies on, on SQLite, PostgreSQL and MariaDB alike."""
+    configure(project, database_url=db_url, **FAST_RECONCILE)
+    lost, orphans = _damage(project, queued=6, running=3)
+    env = {**os.environ, **project.env}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rqjobs", "reconcile", "--json", "--no-lock"],
+            cwd=project.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sorted(c["task_id"] for out, _err in outputs for c in json.loads(out)) == sorted(lost + orphans)
+    project.work()
+    assert sorted(lines(project.root / "done.log")) == sorted(
+        [f"lost-{n}" for n in range(6)] + [f"orphan-{n}" for n in range(3)]
+    )
+    rows = project.store().list(limit=None)
+    assert {r.status for r in rows} == {"finished"}
+    assert all(r.attempts == 2 for r in rows if r.id in orphans)
 
 
 def test_a_lock_left_by_a_killed_reconciler_is_taken_over(fast: Project) -> None:
