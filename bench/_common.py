@@ -19,8 +19,19 @@ def private_redis() -> Iterator[str]:
     folder = Path(tempfile.mkdtemp(prefix="rqjobs-bench-"))
     socket = folder / "redis.sock"
     proc = subprocess.Popen(
-        [embedded.find_redis_server(None), "--port", "0", "--unixsocket", str(socket), "--save", "",
-         "--appendonly", "no", "--dir", str(folder)],
+        [
+            embedded.find_redis_server(None),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

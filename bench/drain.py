@@ -54,16 +54,34 @@ def main() -> None:
                 plain_queue.enqueue("bench_tasks.plain_noop", i)
             start = time.perf_counter()
             subprocess.run(
-                [str(rq_bin), "worker", "--burst", "--url", url, "--quiet",
-                 "--serializer", "rq.serializers.JSONSerializer", "plain"],
-                env=env, check=True, cwd=folder,
+                [
+                    str(rq_bin),
+                    "worker",
+                    "--burst",
+                    "--url",
+                    url,
+                    "--quiet",
+                    "--serializer",
+                    "rq.serializers.JSONSerializer",
+                    "plain",
+                ],
+                env=env,
+                check=True,
+                cwd=folder,
             )
             return args.jobs / (time.perf_counter() - start)
 
         def tracked() -> float:
-            ids = [enqueue_task("noop", i, description=f"job {i}", runtime=runtime).id for i in range(args.jobs)]
+            ids = [
+                enqueue_task("noop", i, description=f"job {i}", runtime=runtime).id for i in range(args.jobs)
+            ]
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "rqjobs", "worker", "--burst", "--quiet"], env=env, check=True, cwd=folder)
+            subprocess.run(
+                [sys.executable, "-m", "rqjobs", "worker", "--burst", "--quiet"],
+                env=env,
+                check=True,
+                cwd=folder,
+            )
             rate = args.jobs / (time.perf_counter() - start)
             rows = runtime.store.get_many(ids)
             assert all(r.status == "finished" for r in rows), "not every row finished"
@@ -74,8 +92,12 @@ def main() -> None:
             plain_rates.append(plain())
             tracked_rates.append(tracked())
         p, t = statistics.median(plain_rates), statistics.median(tracked_rates)
-        print(f"rq worker --burst     : {p:6.1f} jobs/s  (runs: {', '.join(f'{r:.1f}' for r in plain_rates)})")
-        print(f"rqjobs worker --burst : {t:6.1f} jobs/s  (runs: {', '.join(f'{r:.1f}' for r in tracked_rates)})")
+        print(
+            f"rq worker --burst     : {p:6.1f} jobs/s  (runs: {', '.join(f'{r:.1f}' for r in plain_rates)})"
+        )
+        print(
+            f"rqjobs worker --burst : {t:6.1f} jobs/s  (runs: {', '.join(f'{r:.1f}' for r in tracked_rates)})"
+        )
         print(f"tracking overhead     : {(p / t - 1) * 100:5.1f}%   (target < 10%)")
 
 

@@ -67,8 +67,12 @@ def main() -> None:
         import statistics
 
         p, t = statistics.median(rates_plain), statistics.median(rates_tracked)
-        print(f"plain RQ queue.enqueue : {p:8.0f} jobs/s  (runs: {', '.join(f'{r:.0f}' for r in rates_plain)})")
-        print(f"rqjobs enqueue_task    : {t:8.0f} jobs/s  (runs: {', '.join(f'{r:.0f}' for r in rates_tracked)})")
+        print(
+            f"plain RQ queue.enqueue : {p:8.0f} jobs/s  (runs: {', '.join(f'{r:.0f}' for r in rates_plain)})"
+        )
+        print(
+            f"rqjobs enqueue_task    : {t:8.0f} jobs/s  (runs: {', '.join(f'{r:.0f}' for r in rates_tracked)})"
+        )
         print(f"ratio rqjobs/plain     : {t / p:.2f}x   (target >= 0.70x)")
 
 

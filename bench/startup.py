@@ -42,7 +42,9 @@ def main() -> None:
     med = {name: statistics.median(values) * 1000 for name, values in times.items()}
     for name, ms in med.items():
         print(f"{name:15s}: {ms:6.0f} ms (median of {args.runs})")
-    print(f"ratio rqjobs --help / rq --help: {med['rqjobs --help'] / med['rq --help']:.2f}x (target <= 0.50x)")
+    print(
+        f"ratio rqjobs --help / rq --help: {med['rqjobs --help'] / med['rq --help']:.2f}x (target <= 0.50x)"
+    )
     os.environ.pop("RQJOBS_CONFIG", None)
 
 

@@ -37,10 +37,22 @@ def build(path: Path, rows: int) -> None:
             status = "failed" if rng.random() < 0.01 else "finished"
             batch.append(
                 {
-                    "name": names[i % 4], "description": f"task {i}", "queue": "default", "args": [], "kwargs": {},
-                    "status": status, "progress": 100, "result": {"result": i}, "log": "boom" if status == "failed" else None,
-                    "attempts": 1, "max_retries": 0, "timeout_s": 180, "created_at": created, "enqueued_at": created,
-                    "started_at": created, "finished_at": created + timedelta(seconds=1),
+                    "name": names[i % 4],
+                    "description": f"task {i}",
+                    "queue": "default",
+                    "args": [],
+                    "kwargs": {},
+                    "status": status,
+                    "progress": 100,
+                    "result": {"result": i},
+                    "log": "boom" if status == "failed" else None,
+                    "attempts": 1,
+                    "max_retries": 0,
+                    "timeout_s": 180,
+                    "created_at": created,
+                    "enqueued_at": created,
+                    "started_at": created,
+                    "finished_at": created + timedelta(seconds=1),
                 }
             )
             if len(batch) == 20000:
@@ -54,7 +66,10 @@ def timed(args: list[str], db: Path) -> float:
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "rqjobs", "--database-url", f"sqlite:///{db}", *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=db.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        cwd=db.parent,
     )
     return time.perf_counter() - start
 
@@ -71,14 +86,18 @@ def main() -> None:
     build(small, args.small)
     build(big, args.big)
     print(f"built {args.small:,} and {args.big:,} rows in {time.perf_counter() - t0:.0f} s")
-    for label, cmd in (("status --failed", ["status", "--failed"]),
-                       ("status --name report --since 1h", ["status", "--name", "report", "--since", "1h"])):
+    for label, cmd in (
+        ("status --failed", ["status", "--failed"]),
+        ("status --name report --since 1h", ["status", "--name", "report", "--since", "1h"]),
+    ):
         s_times, b_times = [], []
         for _ in range(args.runs):
             s_times.append(timed(cmd, small))
             b_times.append(timed(cmd, big))
         s, b = statistics.median(s_times) * 1000, statistics.median(b_times) * 1000
-        print(f"{label:34s}: {args.small:>9,} rows {s:6.0f} ms | {args.big:>9,} rows {b:6.0f} ms | ratio {b / s:.2f}x (target <= 1.5x)")
+        print(
+            f"{label:34s}: {args.small:>9,} rows {s:6.0f} ms | {args.big:>9,} rows {b:6.0f} ms | ratio {b / s:.2f}x (target <= 1.5x)"
+        )
 
 
 if __name__ == "__main__":

@@ -200,13 +200,14 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
             if record.max_retries
             else None,
         )
-        # one MULTI/EXEC round trip: RQ alone sends the queue registration separately
-        with runtime.redis.pipeline() as pipe:
-            if record.scheduled_for is not None:
-                queue.schedule_job(job, record.scheduled_for, pipeline=pipe)
-            else:
+        if record.scheduled_for is not None:
+            # RQ's ScheduledJobRegistry.schedule ignores a pipeline: let RQ order the writes
+            queue.schedule_job(job, record.scheduled_for)
+        else:
+            # one MULTI/EXEC round trip: RQ alone sends the queue registration separately
+            with runtime.redis.pipeline() as pipe:
                 queue.enqueue_job(job, pipeline=pipe)
-            pipe.execute()
+                pipe.execute()
     except BaseException as exc:
         # whatever went wrong, the committed row must not stay queued for a job that does not exist
         reason = f"{type(exc).__name__}: {exc}"
