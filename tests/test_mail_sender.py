@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import email
 import email.policy
-import shutil
 import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -214,40 +214,43 @@ def test_smtp_wrong_password_reports_535(make_settings: MakeSettings, smtp_serve
         send_mail(to=["bob@example.org"], subject="hi")
 
 
+@dataclass(frozen=True)
+class Tls:
+    """A throwaway CA (``trust``: what the client verifies against) and a server cert for 127.0.0.1."""
+
+    trust: Path
+    chain: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.chain)
+        return context
+
+
 @pytest.fixture(scope="module")
-def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate for 127.0.0.1 (needs the openssl command)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl command not available")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    import trustme
+
     folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
-def _server_tls(cert: Path, key: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    tls = Tls(trust=folder / "ca.pem", chain=folder / "server.pem")
+    ca.cert_pem.write_to_path(str(tls.trust))
+    server.private_key_and_cert_chain_pem.write_to_path(str(tls.chain))
+    return tls
 
 
 def test_smtp_starttls_then_login(
-    tls_cert: tuple[Path, Path],
+    tls_cert: Tls,
     make_settings: MakeSettings,
     smtp_server: StartServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cert, key = tls_cert
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client verifies the server against it
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_cert.trust))  # the client verifies the server against it
     handler = Collector()
     # auth_require_tls (the default): the login only works after STARTTLS
     port = smtp_server(
-        handler, tls_context=_server_tls(cert, key), require_starttls=True, authenticator=_authenticator
+        handler, tls_context=tls_cert.server_context(), require_starttls=True, authenticator=_authenticator
     )
     make_settings(
         mail=smtp_mail(port, security="starttls", username="ann"), env={"RQJOBS_MAIL_PASSWORD": "s3cret"}
@@ -257,33 +260,31 @@ def test_smtp_starttls_then_login(
 
 
 def test_smtp_ssl(
-    tls_cert: tuple[Path, Path],
+    tls_cert: Tls,
     make_settings: MakeSettings,
     smtp_server: StartServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cert, key = tls_cert
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_cert.trust))
     handler = Collector()
-    port = smtp_server(handler, ssl_context=_server_tls(cert, key))
+    port = smtp_server(handler, ssl_context=tls_cert.server_context())
     make_settings(mail=smtp_mail(port, security="ssl"))
     send_mail(to=["bob@example.org"], subject="implicit tls")
     assert len(handler.envelopes) == 1
 
 
 def test_smtp_untrusted_certificate_fails_clearly(
-    tls_cert: tuple[Path, Path],
+    tls_cert: Tls,
     make_settings: MakeSettings,
     smtp_server: StartServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cert, key = tls_cert
     empty = tmp_path / "no-cas.pem"
     empty.write_text("")
     monkeypatch.setenv("SSL_CERT_FILE", str(empty))
     monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
-    port = smtp_server(Collector(), ssl_context=_server_tls(cert, key))
+    port = smtp_server(Collector(), ssl_context=tls_cert.server_context())
     make_settings(mail=smtp_mail(port, security="ssl"))
     with pytest.raises(MailDeliveryError, match=r"TLS with SMTP server 127\.0\.0\.1:\d+ failed"):
         send_mail(to=["bob@example.org"], subject="hi")
