@@ -224,14 +224,29 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
         raise
 
 
+#: the "did it land after all?" probe after a failed enqueue waits at most this long
+LANDED_PROBE_TIMEOUT_S = 1.0
+
+
 def _job_landed(runtime: Runtime, job_id: str) -> bool:
+    """After a failed enqueue: is the job in Redis anyway (a timed-out write that landed)?"""
+    from dataclasses import replace
+
     from rqjobs.broker.connection import connect
 
+    settings = replace(
+        runtime.settings,
+        redis_socket_timeout_s=min(runtime.settings.redis_socket_timeout_s, LANDED_PROBE_TIMEOUT_S),
+    )
+    probe = None
     try:
-        probe = connect(runtime.settings, start_embedded=False)
+        probe = connect(settings, start_embedded=False)
         return bool(probe.exists(f"rq:job:{job_id}"))
     except Exception:
         return False
+    finally:
+        if probe is not None:
+            probe.close()
 
 
 def get_task_record(task_id: int, runtime: Runtime | None = None) -> TaskRecord | None:
