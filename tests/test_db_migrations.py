@@ -15,7 +15,7 @@ from sqlalchemy import inspect, text
 
 from rqjobs.store import schema
 from rqjobs.store.engine import create_store_engine, get_engine
-from rqjobs.store.models import Base
+from rqjobs.store.models import metadata
 from tests.conftest import Project
 from tests.support.databases import db_url  # noqa: F401  (fixture)
 
@@ -35,13 +35,13 @@ def test_models_match_the_migrations(db_url: str) -> None:  # noqa: F811
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "compare_server_default": True}
         )
-        diffs = compare_metadata(context, Base.metadata)
+        diffs = compare_metadata(context, metadata)
         reflected = {c["name"]: c for c in inspect(conn).get_columns("tasks")}
     assert diffs == []
     # Alembic's type comparison overlooks details such as MariaDB's DATETIME(6): compare the
     # DDL each column's type compiles to on this database as well
     dialect = engine.dialect
-    for column in Base.metadata.tables["tasks"].columns:
+    for column in metadata.tables["tasks"].columns:
         model_ddl = column.type.compile(dialect=dialect)
         # MariaDB reports INTEGER's display width, which means nothing for storage
         database_ddl = re.sub(
