@@ -163,6 +163,13 @@ def complete_task_name(ctx: typer.Context, incomplete: str) -> list[str]:
     return [n for n in names if n.startswith(incomplete)]
 
 
+#: `--name/-n` on status, tail and stats: repeatable, completed from the registered tasks
+TaskNameOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--name", "-n", help="Only this task name (repeatable).", autocompletion=complete_task_name),
+]
+
+
 DEFAULT_TAIL_INTERVAL_S = 1.0
 DEFAULT_STATS_SINCE = "7d"
 
@@ -278,12 +285,7 @@ def status(
     scheduled: Annotated[bool, typer.Option("--scheduled", help="Scheduled tasks.")] = False,
     finished: Annotated[bool, typer.Option("--finished", help="Finished tasks.")] = False,
     canceled: Annotated[bool, typer.Option("--canceled", help="Canceled tasks.")] = False,
-    name: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--name", "-n", help="Only this task name (repeatable).", autocompletion=complete_task_name
-        ),
-    ] = None,
+    name: TaskNameOption = None,
     since: Annotated[Optional[str], typer.Option(help="Created since: 1h, 30m, 2d or an ISO time.")] = None,
     limit: Annotated[
         Optional[int], typer.Option(min=1, max=MAX_ID, help="How many rows (default from config: 20).")
@@ -395,12 +397,7 @@ def tail(
             help="Follow just these tasks, and exit when they have all ended.",
         ),
     ] = None,
-    name: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--name", "-n", help="Only tasks with this name (repeatable).", autocompletion=complete_task_name
-        ),
-    ] = None,
+    name: TaskNameOption = None,
     interval: Annotated[
         float, typer.Option(min=0.05, help="Seconds between looks at the database.")
     ] = DEFAULT_TAIL_INTERVAL_S,
@@ -568,12 +565,7 @@ def stats(
     since: Annotated[
         str, typer.Option(help="Tasks created since: 1h, 30m, 7d, an ISO time, or 'all'.")
     ] = DEFAULT_STATS_SINCE,
-    name: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--name", "-n", help="Only this task name (repeatable).", autocompletion=complete_task_name
-        ),
-    ] = None,
+    name: TaskNameOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Counts, failure rates and run times per task name, and a chart of runs over time.

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -333,28 +334,30 @@ class _Pass:
         with self.store.engine.connect().execution_options(rqjobs_readonly=True) as conn:
             return [_Row(**dict(row._mapping)) for row in conn.execute(stmt)]
 
-    def job_ids(self, task_ids: list[int]) -> dict[int, str]:
-        """The RQ job id of each row: ``str(id)``, or the id of a job enqueued without rqjobs."""
-        out: dict[int, str] = {}
-        for start in range(0, len(task_ids), 1000):
-            chunk = task_ids[start : start + 1000]
+    def _pipelined(self, items: list[Any], command: Callable[[Any, Any], Any]) -> list[tuple[Any, Any]]:
+        """``command(pipe, item)`` for every item, 1000 to a round trip; (item, reply) pairs."""
+        out: list[tuple[Any, Any]] = []
+        for start in range(0, len(items), 1000):
+            chunk = items[start : start + 1000]
             pipe = self.redis.pipeline(transaction=False)
-            for task_id in chunk:
-                pipe.get(FOREIGN_JOB_KEY.format(task_id))
-            for task_id, foreign in zip(chunk, pipe.execute(), strict=True):
-                out[task_id] = _text(foreign) or str(task_id)
+            for item in chunk:
+                command(pipe, item)
+            out.extend(zip(chunk, pipe.execute(), strict=True))
         return out
 
+    def job_ids(self, task_ids: list[int]) -> dict[int, str]:
+        """The RQ job id of each row: ``str(id)``, or the id of a job enqueued without rqjobs."""
+        replies = self._pipelined(task_ids, lambda pipe, task_id: pipe.get(FOREIGN_JOB_KEY.format(task_id)))
+        return {task_id: _text(foreign) or str(task_id) for task_id, foreign in replies}
+
     def job_infos(self, job_ids: list[str]) -> dict[str, _JobInfo]:
-        out: dict[str, _JobInfo] = {}
-        for start in range(0, len(job_ids), 1000):
-            chunk = job_ids[start : start + 1000]
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id in chunk:
-                pipe.hmget(f"rq:job:{job_id}", "status", "worker_name", "origin")
-            for job_id, (status, worker_name, origin) in zip(chunk, pipe.execute(), strict=True):
-                out[job_id] = _JobInfo(job_id, _text(status), _text(worker_name), _text(origin))
-        return out
+        replies = self._pipelined(
+            job_ids, lambda pipe, job_id: pipe.hmget(f"rq:job:{job_id}", "status", "worker_name", "origin")
+        )
+        return {
+            job_id: _JobInfo(job_id, _text(status), _text(worker_name), _text(origin))
+            for job_id, (status, worker_name, origin) in replies
+        }
 
     def _in_queue(self, origin: str, job_id: str) -> bool:
         if origin not in self._listed:

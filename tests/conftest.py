@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,23 @@ class Project:
         result = self.rqjobs("worker", "--burst", *args, timeout=timeout)
         assert result.returncode == 0, f"worker exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
         return result
+
+    def signal_worker_while_running(
+        self, marker: Path, gaps_s: Sequence[float], sig: int = signal.SIGTERM
+    ) -> int:
+        """Start a worker, wait until the task writes ``marker``, then send ``sig`` after
+        each gap in turn; returns the worker's exit code (it is killed if it hangs)."""
+        worker = self.start_worker()
+        try:
+            wait_for(marker.exists, message="the task to start")
+            for gap_s in gaps_s:
+                time.sleep(gap_s)
+                worker.send_signal(sig)
+            return worker.wait(30)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(10)
 
     def start_worker(self, *args: str, log_name: str = "worker.log") -> subprocess.Popen[str]:
         """A long-running worker process, its output in ``log_name`` (the caller stops it)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import Project
 
 
@@ -103,44 +101,19 @@ def test_unregistered_task_is_refused_by_the_worker(project: Project) -> None:
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("sig", ["TERM"])
-def test_sigterm_finishes_the_current_job_then_exits(project: Project, sig: str) -> None:
-    import signal
-
-    from tests.conftest import wait_for
-
+def test_sigterm_finishes_the_current_job_then_exits(project: Project) -> None:
     marker = project.root / "horse.pid"
     task_id = project.enqueue("sleep-for", "--seconds", "2", "--marker", str(marker))
-    worker = project.start_worker()
-    try:
-        wait_for(marker.exists, message="the task to start")
-        worker.send_signal(getattr(signal, f"SIG{sig}"))
-        assert worker.wait(30) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    assert project.signal_worker_while_running(marker, [0]) == 0
     row = project.row(task_id)
     assert row.status == "finished", row.log
 
 
 def test_second_sigterm_stops_now_and_the_row_says_so(project: Project) -> None:
-    import signal
-    import time
-
-    from tests.conftest import wait_for
-
     marker = project.root / "horse.pid"
     task_id = project.enqueue("sleep-for", "--seconds", "30", "--marker", str(marker))
-    worker = project.start_worker()
-    try:
-        wait_for(marker.exists, message="the task to start")
-        worker.send_signal(signal.SIGTERM)
-        time.sleep(1.5)  # RQ ignores a repeat within 1 s (its pool sends duplicates)
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    # RQ ignores a repeat within 1 s (its pool sends duplicates)
+    project.signal_worker_while_running(marker, [0, 1.5])
     row = project.row(task_id)
     assert row.status == "failed"
     assert "cold shutdown" in row.log

@@ -51,6 +51,24 @@ def _rq(project: Project) -> tuple[object, object]:
 # -- a worker dies ---------------------------------------------------------------------------
 
 
+def concurrent_reconciles(project: Project, *args: str, count: int = 2) -> list[dict]:
+    """Run ``rqjobs reconcile --json`` ``count`` times at once; every change they report."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rqjobs", "reconcile", "--json", *args],
+            cwd=project.root,
+            env={**os.environ, **project.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * count, outputs
+    return [change for out, _err in outputs for change in json.loads(out)]
+
+
 def test_killed_worker_takes_its_horse_along_and_the_row_fails(fast: Project) -> None:
     from rq.registry import FailedJobRegistry, StartedJobRegistry
 
@@ -408,22 +426,7 @@ def _damage(project: Project, queued: int, running: int) -> tuple[list[int], lis
 @pytest.mark.parametrize("lock", [True, False], ids=["locked", "no-lock"])
 def test_concurrent_reconciles_change_each_row_once(fast: Project, lock: bool) -> None:
     lost, orphans = _damage(fast, queued=25, running=5)
-    args = ["reconcile", "--json"] + ([] if lock else ["--no-lock"])
-    env = {**os.environ, **fast.env}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "rqjobs", *args],
-            cwd=fast.root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    changes = [c for out, _err in outputs for c in json.loads(out)]
+    changes = concurrent_reconciles(fast, *([] if lock else ["--no-lock"]))
     changed = sorted(c["task_id"] for c in changes)
     assert changed == sorted(lost + orphans)  # every row once, by one of the two
     _runtime, queue = _rq(fast)
@@ -441,21 +444,8 @@ def test_concurrent_reconciles_on_each_database(project: Project, db_url: str) -
     """The conditional updates reconcile relies on, on SQLite, PostgreSQL and MariaDB alike."""
     configure(project, database_url=db_url, **FAST_RECONCILE)
     lost, orphans = _damage(project, queued=6, running=3)
-    env = {**os.environ, **project.env}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "rqjobs", "reconcile", "--json", "--no-lock"],
-            cwd=project.root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    assert sorted(c["task_id"] for out, _err in outputs for c in json.loads(out)) == sorted(lost + orphans)
+    changes = concurrent_reconciles(project, "--no-lock")
+    assert sorted(c["task_id"] for c in changes) == sorted(lost + orphans)
     project.work()
     assert sorted(lines(project.root / "done.log")) == sorted(
         [f"lost-{n}" for n in range(6)] + [f"orphan-{n}" for n in range(3)]

@@ -3,12 +3,9 @@ option defaults against --kwargs, and progress reported in a tight loop."""
 
 from __future__ import annotations
 
-import signal
-import time
-
 import pytest
 
-from tests.conftest import Project, wait_for
+from tests.conftest import Project
 
 
 @pytest.mark.parametrize("code", ["0", "3"])
@@ -24,16 +21,7 @@ def test_two_sigterms_within_a_second_do_not_fail_a_job_that_completes(project: 
     """RQ ignores a repeated signal within 1 s (its worker pool sends duplicates)."""
     marker = project.root / "horse.pid"
     task_id = project.enqueue("sleep-for", "--seconds", "3", "--marker", str(marker))
-    worker = project.start_worker()
-    try:
-        wait_for(marker.exists, message="the task to start")
-        worker.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(30) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    assert project.signal_worker_while_running(marker, [0, 0.2]) == 0
     row = project.row(task_id)
     assert row.status == "finished", row.log
     assert row.result == {"result": "slept"}
@@ -45,16 +33,7 @@ def test_cold_shutdown_with_retries_left_requeues_in_row_and_redis(project: Proj
 
     marker = project.root / "horse.pid"
     task_id = project.enqueue("sleep-for", "--seconds", "30", "--marker", str(marker), "--retries", "1")
-    worker = project.start_worker()
-    try:
-        wait_for(marker.exists, message="the task to start")
-        worker.send_signal(signal.SIGTERM)
-        time.sleep(1.5)
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    project.signal_worker_while_running(marker, [0, 1.5])
     row = project.row(task_id)
     assert row.status == "queued", row.log
     assert "cold shutdown" in row.log and row.progress == 0
