@@ -136,10 +136,68 @@ def enqueue_task(
     """
     from rqjobs.runtime import get_runtime
 
+    runtime = runtime or get_runtime()
+    prepared = prepare_task(
+        runtime.settings,
+        task,
+        args,
+        kwargs,
+        description=description,
+        queue=queue,
+        timeout_s=timeout_s,
+        retries=retries,
+        retry_interval_s=retry_interval_s,
+    )
+    scheduled_for = resolve_schedule(at, delay_s)
+
+    record = runtime.store.insert(**prepared.row_options(), scheduled_for=scheduled_for)
+    submit_job(runtime, record)
+    return record
+
+
+@dataclass(frozen=True)
+class PreparedTask:
+    """A task request that passed every check: what its row will say."""
+
+    name: str
+    description: str
+    queue: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    timeout_s: int
+    max_retries: int
+    retry_intervals: list[int] | None
+
+    def row_options(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`TaskStore.insert` / :func:`row_values`."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "queue": self.queue,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "timeout_s": self.timeout_s,
+            "max_retries": self.max_retries,
+            "retry_intervals": self.retry_intervals,
+        }
+
+
+def prepare_task(
+    settings: Settings,
+    task: str | Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    description: str,
+    queue: str | None = None,
+    timeout_s: int | None = None,
+    retries: int | None = None,
+    retry_interval_s: int | list[int] | None = None,
+) -> PreparedTask:
+    """Validate a task request against the registry (enqueue_task and the schedules share
+    this); raises :class:`~rqjobs.exceptions.InvalidInput` with nothing written."""
     if not isinstance(description, str) or not description.strip():
         raise InvalidTaskArguments("a task needs a non-empty description")
-    runtime = runtime or get_runtime()
-    settings = runtime.settings
     spec = get_task(task)
     bound = spec.bind(args, kwargs)
     _check_json(spec, args, kwargs)
@@ -158,21 +216,9 @@ def enqueue_task(
     queue_name, timeout, max_retries, intervals = _resolve_options(
         spec, settings, queue, timeout_s, retries, retry_interval_s
     )
-    scheduled_for = resolve_schedule(at, delay_s)
-
-    record = runtime.store.insert(
-        name=spec.name,
-        description=description.strip(),
-        queue=queue_name,
-        args=args,
-        kwargs=kwargs,
-        timeout_s=timeout,
-        max_retries=max_retries,
-        retry_intervals=intervals,
-        scheduled_for=scheduled_for,
+    return PreparedTask(
+        spec.name, description.strip(), queue_name, tuple(args), dict(kwargs), timeout, max_retries, intervals
     )
-    submit_job(runtime, record)
-    return record
 
 
 def submit_job(runtime: Runtime, record: TaskRecord) -> None:

@@ -18,6 +18,7 @@ import typer
 
 from rqjobs import __version__
 from rqjobs._click import Context
+from rqjobs.cli_schedule import schedule_app
 from rqjobs.enqueue_commands import EnqueueGroup
 from rqjobs.exceptions import InvalidInput, RqjobsError
 
@@ -63,6 +64,7 @@ db_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(schedule_app, name="schedule")
 
 
 # -- shared plumbing --------------------------------------------------------------------
@@ -291,6 +293,9 @@ def status(
         Optional[int], typer.Option(min=1, max=MAX_ID, help="How many rows (default from config: 20).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    schedule: Annotated[
+        Optional[list[str]], typer.Option("--schedule", help="Only rows made by this schedule (repeatable).")
+    ] = None,
 ) -> None:
     """List tasks, newest first; status flags combine.
 
@@ -311,7 +316,11 @@ def status(
     runtime = runtime_from(ctx)
     store = runtime.store
     rows = store.list(
-        statuses=statuses, names=name or (), since=since_dt, limit=limit or runtime.settings.status_limit
+        statuses=statuses,
+        names=name or (),
+        since=since_dt,
+        limit=limit or runtime.settings.status_limit,
+        schedules=schedule or (),
     )
     if as_json:
         import json
@@ -320,7 +329,7 @@ def status(
         return
     from rqjobs.render import status_table
 
-    counts = store.counts_by_status(names=name or (), since=since_dt)
+    counts = store.counts_by_status(names=name or (), since=since_dt, schedules=schedule or ())
     _stdout().print(status_table(rows, counts))
 
 

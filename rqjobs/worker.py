@@ -27,6 +27,7 @@ from rq.utils import now
 from rq.worker import Worker
 
 from rqjobs.broker.job import RqjobsJob
+from rqjobs.schedules.ticker import ScheduleTickerMixin, check_schedules
 from rqjobs.status import WAITING, TaskStatus
 from rqjobs.store.models import utcnow
 from rqjobs.store.repository import attempt_log_entry
@@ -76,11 +77,12 @@ def _signal_description(ret_val: int | None, *, hint: bool = True) -> str:
     return f"ended unexpectedly (wait status {ret_val})"
 
 
-class RqjobsWorker(WorkerHealthMixin, Worker):
+class RqjobsWorker(ScheduleTickerMixin, WorkerHealthMixin, Worker):
     """A forking RQ worker that keeps task rows truthful.
 
     :class:`~rqjobs.worker_health.WorkerHealthMixin` adds the liveness key, periodic
-    reconcile, horses that die with the worker, and tolerance of Redis outages.
+    reconcile, horses that die with the worker, and tolerance of Redis outages;
+    :class:`~rqjobs.schedules.ticker.ScheduleTickerMixin` fires the ``[[schedule]]`` ticks.
     """
 
     death_penalty_class = TrackingDeathPenalty
@@ -339,6 +341,7 @@ def run_worker(
     :func:`rqjobs.worker_health.run_supervised`), with the retries still awaited.
     """
     commons.load_task_modules(runtime.settings)
+    check_schedules(runtime.settings)  # an unknown task or bad arguments: refused before any work
     # open the task database now: a wrong URL or a schema that needs `rqjobs db upgrade`
     # stops the worker with a clear error instead of failing every job it takes
     runtime.store  # noqa: B018

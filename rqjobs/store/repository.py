@@ -73,6 +73,9 @@ class TaskRecord:
     started_at: datetime | None
     finished_at: datetime | None
     worker: str | None
+    #: the [[schedule]] that made the row, and the tick it is for (None: not scheduled, or run by hand)
+    schedule: str | None = None
+    schedule_tick: datetime | None = None
 
     @property
     def job_id(self) -> str:
@@ -139,6 +142,50 @@ def attempt_log_entry(
     return f"--- attempt {attempt} {what} at {when.isoformat(timespec='seconds')}{place} ---\n{detail}\n"
 
 
+def row_values(
+    *,
+    name: str,
+    description: str,
+    queue: str,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    timeout_s: int,
+    max_retries: int = 0,
+    retry_intervals: list[int] | None = None,
+    scheduled_for: datetime | None = None,
+    status: str | None = None,
+    worker: str | None = None,
+    attempts: int = 0,
+    started_at: datetime | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Every column of a new row (``extra``: more columns, e.g. the schedule's)."""
+    now = utcnow()
+    return {
+        "name": name,
+        "description": description,
+        "queue": queue,
+        "args": list(args),
+        "kwargs": dict(kwargs),
+        "status": status or (TaskStatus.SCHEDULED if scheduled_for else TaskStatus.QUEUED).value,
+        "progress": 0,
+        "progress_message": None,
+        "result": None,
+        "log": None,
+        "attempts": attempts,
+        "max_retries": max_retries,
+        "retry_intervals": retry_intervals,
+        "timeout_s": timeout_s,
+        "created_at": now,
+        "enqueued_at": now,
+        "scheduled_for": scheduled_for,
+        "started_at": started_at,
+        "finished_at": None,
+        "worker": worker,
+        **extra,
+    }
+
+
 class TaskStore:
     """Row operations on one database. Cheap to construct; the engine is shared."""
 
@@ -187,29 +234,22 @@ class TaskStore:
         started_at: datetime | None = None,
     ) -> TaskRecord:
         """Insert and commit a new row; returns its snapshot (no re-read)."""
-        now = utcnow()
-        values: dict[str, Any] = {
-            "name": name,
-            "description": description,
-            "queue": queue,
-            "args": list(args),
-            "kwargs": dict(kwargs),
-            "status": status or (TaskStatus.SCHEDULED if scheduled_for else TaskStatus.QUEUED).value,
-            "progress": 0,
-            "progress_message": None,
-            "result": None,
-            "log": None,
-            "attempts": attempts,
-            "max_retries": max_retries,
-            "retry_intervals": retry_intervals,
-            "timeout_s": timeout_s,
-            "created_at": now,
-            "enqueued_at": now,
-            "scheduled_for": scheduled_for,
-            "started_at": started_at,
-            "finished_at": None,
-            "worker": worker,
-        }
+        values = row_values(
+            name=name,
+            description=description,
+            queue=queue,
+            args=args,
+            kwargs=kwargs,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            retry_intervals=retry_intervals,
+            scheduled_for=scheduled_for,
+            status=status,
+            worker=worker,
+            attempts=attempts,
+            started_at=started_at,
+        )
+        now = values["created_at"]
 
         def work(conn: Connection) -> int:
             return int(conn.execute(_INSERT, values).inserted_primary_key[0])
@@ -440,6 +480,7 @@ class TaskStore:
         limit: int | None = 20,
         after_id: int | None = None,
         oldest_first: bool = False,
+        schedules: Sequence[str] = (),
     ) -> list[TaskRecord]:
         """Rows matching every filter given, newest first, ``limit`` applied in SQL."""
         stmt = select(_table)
@@ -447,6 +488,8 @@ class TaskStore:
             stmt = stmt.where(_c.status.in_(list(statuses)))
         if names:
             stmt = stmt.where(_c.name.in_(list(names)))
+        if schedules:
+            stmt = stmt.where(_c.schedule.in_(list(schedules)))
         if since is not None:
             stmt = stmt.where(_c.created_at >= since)
         if after_id is not None:
@@ -456,10 +499,14 @@ class TaskStore:
             stmt = stmt.limit(limit)
         return self._read("list tasks", lambda conn: [_record(row) for row in conn.execute(stmt)])
 
-    def counts_by_status(self, *, names: Sequence[str] = (), since: datetime | None = None) -> dict[str, int]:
+    def counts_by_status(
+        self, *, names: Sequence[str] = (), since: datetime | None = None, schedules: Sequence[str] = ()
+    ) -> dict[str, int]:
         stmt = select(_c.status, func.count()).group_by(_c.status)
         if names:
             stmt = stmt.where(_c.name.in_(list(names)))
+        if schedules:
+            stmt = stmt.where(_c.schedule.in_(list(schedules)))
         if since is not None:
             stmt = stmt.where(_c.created_at >= since)
         found = self._read("count tasks", lambda conn: {status: int(n) for status, n in conn.execute(stmt)})
