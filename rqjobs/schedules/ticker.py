@@ -297,19 +297,34 @@ class ScheduleTickerMixin:
         super().maintain_heartbeats(job)  # type: ignore[misc]
         self.tick_schedules()
 
+    def request_stop(self, signum: int, frame: Any) -> None:
+        # RQ raises StopRequested from the signal handler when idle: inside a tick's claim that
+        # would break off a COMMIT half-way. The first stop waits for the tick; a second
+        # one goes through at once.
+        if self._ticking and self._deferred_stop is None:
+            self._deferred_stop = (signum, frame)
+            log.info("stop requested; finishing the schedule tick first")
+            return
+        super().request_stop(signum, frame)  # type: ignore[misc]
+
+    _ticking = False
+    _deferred_stop: tuple[int, Any] | None = None
+
     def tick_schedules(self) -> None:
         ticker = self.schedule_ticker
         if ticker is None or ticker.seconds_until_due():
             return
+        self._ticking = True
         try:
             outcomes = ticker.run_due()
         except Exception as exc:
-            from rq.exceptions import StopRequested
-
-            if isinstance(exc, StopRequested):
-                raise
             log.warning("schedules: %s: %s", type(exc).__name__, exc)
-            return
+            outcomes = []
+        finally:
+            self._ticking = False
+            deferred, self._deferred_stop = self._deferred_stop, None
         for outcome in outcomes:
             if outcome.outcome in ("created", "skipped", "passed", "failed"):
                 log.info("%s", outcome.describe())
+        if deferred is not None:
+            self.request_stop(*deferred)
