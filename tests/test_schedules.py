@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from rqjobs.schedules.ticker import ALIVE_SINCE_KEY, MISSED_SLACK_S
 from rqjobs.store.engine import get_engine
 from rqjobs.store.repository import TaskRecord, TaskStore
 from tests.conftest import SAMPLE_TASKS, Project, RedisServer, wait_for
@@ -285,6 +286,7 @@ def test_catch_up_skip_if_running_and_a_tick_left_by_a_dying_worker(
         wait_for(
             lambda: store.get(orphan_id).status == "finished", timeout=60, message="the orphan tick to run"
         )
+        alive_since_s = project.redis.client().get(ALIVE_SINCE_KEY)  # type: ignore[union-attr]
         wait_for(
             lambda: len([r for r in rows_of(store, "slow") if r.status == "canceled"]) >= 2,
             timeout=60,
@@ -307,29 +309,33 @@ def test_catch_up_skip_if_running_and_a_tick_left_by_a_dying_worker(
     finally:
         for proc in workers:
             stop(proc)
-    missed_before = started - timedelta(seconds=2)  # the ticker's MISSED_SLACK_S, from before the start
+    # the tickers' shared "running without a break since" (set by the first of them): ticks
+    # older than it, less the slack, were missed while no worker ran
+
+    assert alive_since_s is not None
+    boundary = datetime.fromtimestamp(float(alive_since_s), timezone.utc) - timedelta(seconds=MISSED_SLACK_S)
+    newest_missed = boundary.replace(microsecond=0)
+    assert stopped_at < newest_missed and boundary >= started - timedelta(seconds=MISSED_SLACK_S)
 
     def catch_ups(rows: list[TaskRecord]) -> list[TaskRecord]:
         return [r for r in rows if r.log and "--- catch-up of tick" in r.log]
 
-    # none: the missed ticks got no row; the ticks go on from the current one
+    # none: the missed ticks got no row; the ticks go on from the first one after them
     rows = rows_of(store, "c-none")
+    ticks = sorted(by_tick(rows))
     assert rows and catch_ups(rows) == []
-    assert min(by_tick(rows)) >= missed_before, "a missed tick got a row under catch_up = none"
-    assert contiguous(sorted(by_tick(rows)))
-    # last: exactly one row for the missed ticks, the newest of them, then the ticks go on
+    assert ticks[0] == newest_missed + timedelta(seconds=1) and contiguous(ticks)
+    # last: exactly one row for the missed ticks, for the newest of them, then the ticks go on
     rows = rows_of(store, "c-last")
-    (late,) = catch_ups(rows)
-    assert late.schedule_tick is not None and stopped_at < late.schedule_tick < started
-    assert min(by_tick(rows)) == late.schedule_tick
-    assert contiguous(sorted(t for t in by_tick(rows) if t != late.schedule_tick))
+    ticks = sorted(by_tick(rows))
+    assert [r.schedule_tick for r in catch_ups(rows)] == [newest_missed]
+    assert ticks[0] == newest_missed and contiguous(ticks)
     # all: a row for every missed tick, oldest first, then the ticks go on without a gap
     rows = rows_of(store, "c-all")
     ticks = sorted(by_tick(rows))
     assert ticks[0] == stopped_at + timedelta(seconds=1) and contiguous(ticks)
-    late_ticks = [r.schedule_tick for r in catch_ups(rows)]
-    assert len(late_ticks) >= 7  # at least the ticks before the workers were started
-    assert late_ticks == ticks[: len(late_ticks)]  # the oldest ones, each once
+    assert [r.schedule_tick for r in catch_ups(rows)] == [t for t in ticks if t <= newest_missed]
+    assert len(catch_ups(rows)) >= 8
     assert all(r.status == "finished" and r.result == {"result": 5} for r in catch_ups(rows))
     for name in ("c-none", "c-last", "c-all"):
         assert all(len(v) == 1 for v in by_tick(rows_of(store, name)).values())

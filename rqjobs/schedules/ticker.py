@@ -6,11 +6,15 @@ awake tries to claim it (:meth:`rqjobs.store.schedules.ScheduleStore.claim_tick`
 unique index on ``(schedule, schedule_tick)`` lets exactly one row in, and only the winner
 enqueues its job, after the commit.
 
-**Missed ticks and catch_up.** A tick that came due while no worker ran is *missed*. A
-worker counts as responsible for every tick from the moment its ticker started, less
-:data:`MISSED_SLACK_S` (the time another running worker may take to notice a tick), so a
-busy or briefly slow worker never turns its own late ticks into missed ones. What
-happens to missed ticks is the schedule's ``catch_up``:
+**Missed ticks and catch_up.** A tick that came due while no worker ran is *missed*. The
+tickers share one Redis key, :data:`ALIVE_SINCE_KEY`: "some ticker has been running without
+a break since T". Each ticker refreshes it every :data:`ALIVE_REFRESH_S` (with a lifetime
+of :data:`ALIVE_TTL_S`); the first ticker after a break of more than that lifetime starts
+a new T. A tick older than T, less :data:`MISSED_SLACK_S` (the time a running ticker may
+take to notice a tick), was missed; every later tick was some running worker's to fire, so
+it is fired however late (a busy or slow worker's ticks are late, never missed), and all
+workers judge alike, whenever each of them started. What happens to missed ticks is the
+schedule's ``catch_up``:
 
 * ``none``: no row; the schedule goes on with the next tick that is due.
 * ``last`` (default): one row, for the newest missed tick; the older ones get no row.
@@ -41,8 +45,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rqjobs.schedules")
 
-#: a tick older than the ticker's start minus this was missed (no worker ran to fire it)
+#: a tick older than the start of the tickers' unbroken run minus this was missed
 MISSED_SLACK_S = 2.0
+#: Redis key: epoch seconds since which some ticker has run without a break
+ALIVE_SINCE_KEY = "rqjobs:schedules:alive-since"
+#: every ticker refreshes the key this often, and it lives this long unrefreshed
+ALIVE_REFRESH_S = 3.0
+ALIVE_TTL_S = 15.0
+# "the value, refreshed; or, after a break, now": one round trip, atomic between tickers
+_ALIVE_SCRIPT = """
+local v = redis.call('GET', KEYS[1])
+if v then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return v
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
 #: at most this many ticks of one schedule are handled per pass (catch_up = "all" backlogs)
 MAX_TICKS_PER_PASS = 100
 #: after an error, a schedule is looked at again this soon
@@ -146,14 +165,14 @@ def enqueue_claimed(runtime: Runtime, record: TaskRecord) -> bool:
 class Ticker:
     """One worker's ticker: call :meth:`run_due` whenever :meth:`seconds_until_due` is 0."""
 
-    def __init__(self, runtime: Runtime, *, started_at: datetime | None = None) -> None:
-        from rqjobs.store.models import utcnow
-
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.specs = [s for s in runtime.settings.schedules if s.enabled]
-        self.started_at = started_at or utcnow()
         #: schedule name -> monotonic time at which to look at it again
         self._due_at: dict[str, float] = {}
+        #: when the tickers' unbroken run began (see ALIVE_SINCE_KEY), and when to refresh it
+        self.alive_since: datetime | None = None
+        self._refresh_at = 0.0
         self._store: ScheduleStore | None = None
 
     @property
@@ -171,13 +190,26 @@ class Ticker:
         if not self.specs:
             return None
         now = time.monotonic()
-        return max(0.0, min(self._due_at.get(s.name, now) for s in self.specs) - now)
+        next_look = min(self._due_at.get(s.name, now) for s in self.specs)
+        return max(0.0, min(next_look, self._refresh_at) - now)
+
+    def refresh_alive(self) -> datetime:
+        """Refresh the shared "tickers alive since" key; returns its time (a new one after a break)."""
+        from datetime import timezone
+
+        now_s = time.time()
+        raw = self.runtime.redis.eval(_ALIVE_SCRIPT, 1, ALIVE_SINCE_KEY, repr(now_s), int(ALIVE_TTL_S * 1000))
+        self.alive_since = datetime.fromtimestamp(float(raw), timezone.utc)
+        return self.alive_since
 
     def run_due(self) -> list[TickOutcome]:
         """Handle every schedule whose next tick has come; returns what happened."""
         from rqjobs.store.models import utcnow
 
         mono = time.monotonic()
+        if mono >= self._refresh_at or self.alive_since is None:
+            self._refresh_at = mono + ALIVE_REFRESH_S  # also after a failure: not in a tight loop
+            self.refresh_alive()
         due = [s for s in self.specs if self._due_at.get(s.name, mono) <= mono]
         if not due:
             return []
@@ -213,7 +245,8 @@ class Ticker:
             if last is None:
                 return [], False
             self.store.advance(spec.name, last)
-        missed_before = self.started_at - timedelta(seconds=MISSED_SLACK_S)
+        assert self.alive_since is not None
+        missed_before = self.alive_since - timedelta(seconds=MISSED_SLACK_S)
         plan: list[tuple[datetime, bool]] = []  # (tick, is a catch-up)
         outcomes: list[TickOutcome] = []
         if spec.catch_up == "all":
