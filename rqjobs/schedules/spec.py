@@ -139,7 +139,7 @@ class ScheduleSpec:
     ) -> Iterator[datetime]:
         """croniter's ticks from ``start`` in the schedule's zone, as UTC, with the
         fall-back rule above applied."""
-        from croniter import croniter
+        from croniter import croniter  # type: ignore[import-untyped]
 
         assert self.cron is not None
         zone = self.zone()
@@ -265,7 +265,7 @@ def _check_zone(name: str, fail: Any) -> None:
 
 
 def _check_cron(expr: str, fail: Any) -> None:
-    from croniter import croniter
+    from croniter import croniter  # type: ignore[import-untyped]
 
     if len(expr.split()) != 5 or not croniter.is_valid(expr):
         raise fail("cron", f"not a valid 5-field cron expression: {expr!r}")

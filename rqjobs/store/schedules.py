@@ -73,6 +73,12 @@ def _state(row: Any) -> ScheduleState:
     )
 
 
+def _inserted_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 class ScheduleStore:
     """Schedule state and tick claims on one database; cheap to construct."""
 
@@ -179,7 +185,7 @@ class ScheduleStore:
                         log=f"--- skipped at {created_at.isoformat(timespec='seconds')} ---\n"
                         f"skipped: previous #{previous} still {busy} (skip_if_running)\n",
                     )
-            task_id = int(conn.execute(insert(tasks_table), row).inserted_primary_key[0])
+            task_id = _inserted_id(conn.execute(insert(tasks_table), row))
             moved: dict[str, Any] = {"last_tick": tick, "updated_at": created_at}
             if not skipped:
                 moved["last_task_id"] = task_id
@@ -213,7 +219,7 @@ class ScheduleStore:
         created_at = values["created_at"]
 
         def work(conn: Connection) -> TaskRecord:
-            task_id = int(conn.execute(insert(tasks_table), values).inserted_primary_key[0])
+            task_id = _inserted_id(conn.execute(insert(tasks_table), values))
             moved = {"last_task_id": task_id, "updated_at": created_at}
             if conn.execute(update(schedules_table).where(_s.name == name).values(moved)).rowcount == 0:
                 conn.execute(insert(schedules_table), {"name": name, "paused": False, **moved})
