@@ -216,39 +216,14 @@ class TaskStore:
 
     # -- writes ---------------------------------------------------------------------
 
-    def insert(
-        self,
-        *,
-        name: str,
-        description: str,
-        queue: str,
-        args: Sequence[Any],
-        kwargs: dict[str, Any],
-        timeout_s: int,
-        max_retries: int = 0,
-        retry_intervals: list[int] | None = None,
-        scheduled_for: datetime | None = None,
-        status: str | None = None,
-        worker: str | None = None,
-        attempts: int = 0,
-        started_at: datetime | None = None,
-    ) -> TaskRecord:
-        """Insert and commit a new row; returns its snapshot (no re-read)."""
-        values = row_values(
-            name=name,
-            description=description,
-            queue=queue,
-            args=args,
-            kwargs=kwargs,
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            retry_intervals=retry_intervals,
-            scheduled_for=scheduled_for,
-            status=status,
-            worker=worker,
-            attempts=attempts,
-            started_at=started_at,
-        )
+    def insert(self, **columns: Any) -> TaskRecord:
+        """Insert and commit a new row; returns its snapshot (no re-read).
+
+        ``columns`` are :func:`row_values`' keyword arguments (name, description, queue,
+        args, kwargs, timeout_s, and optionally the rest).
+        """
+        values = row_values(**columns)
+        name, description = values["name"], values["description"]
         now = values["created_at"]
 
         def work(conn: Connection) -> int:
