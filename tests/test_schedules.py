@@ -435,4 +435,12 @@ def test_pause_resume_run_and_status_through_the_cli(project: Project) -> None:
     assert "schedule" in shown and "held (tick " in shown
     assert "run by hand" in project.rqjobs("show", str(task_id), check=True).stdout
     table = project.rqjobs("schedule", "list", check=True).stdout
-    assert "held" in table and "active" in table and "finished" in table
+    assert "held" in table and "every 1s" in table and "active" in table
+    (held,) = [
+        s
+        for s in json.loads(project.rqjobs("schedule", "list", "--json", check=True).stdout)
+        if s["name"] == "held"
+    ]
+    newest = max((r for r in rows if r.schedule_tick), key=lambda r: r.schedule_tick)
+    assert (held["last_tick"], held["last_task_id"]) == (newest.schedule_tick.isoformat(), newest.id)
+    assert held["last_status"] == newest.status

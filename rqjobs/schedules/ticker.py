@@ -251,7 +251,7 @@ class Ticker:
         outcomes: list[TickOutcome] = []
         if spec.catch_up == "all":
             ticks = spec.ticks_between(last, now, MAX_TICKS_PER_PASS + 1)
-            plan = [(t, t < missed_before) for t in ticks]
+            plan = [(t, t <= missed_before) for t in ticks]
         else:
             newest_missed = spec.tick_at_or_before(missed_before)
             if newest_missed is not None and newest_missed > last:
