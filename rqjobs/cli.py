@@ -310,7 +310,7 @@ def status(
     since_dt = parse_since(since) if since else None
     runtime = runtime_from(ctx)
     store = runtime.store
-    rows = store.list(
+    rows = store.find(
         statuses=statuses, names=name or (), since=since_dt, limit=limit or runtime.settings.status_limit
     )
     if as_json:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from rqjobs import defaults
-from rqjobs.exceptions import RqjobsError
+from rqjobs.exceptions import ReconcileBusy
 from rqjobs.status import FINAL, WAITING, TaskStatus
 
 if TYPE_CHECKING:
@@ -56,10 +56,6 @@ FOREIGN_JOB_KEY = "rqjobs:task-job:{}"
 _RELEASE_LOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 _RQ_FINAL = ("finished", "failed", "stopped", "canceled")
 _RUNNING = TaskStatus.RUNNING.value
-
-
-class ReconcileBusy(RqjobsError):
-    """Another reconcile pass is running; try again in a moment."""
 
 
 @dataclass(frozen=True)

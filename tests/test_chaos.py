@@ -191,7 +191,7 @@ def _explain_unfinished(project: Project) -> None:
     listed = set(redis.lrange(queue.key, 0, -1))
     intermediate = set(redis.lrange(queue.intermediate_queue_key, 0, -1))
     started = redis.zrange(queue.started_job_registry.key, 0, -1)
-    for row in runtime.store.list(statuses=["queued", "scheduled", "running"], limit=None):
+    for row in runtime.store.find(statuses=["queued", "scheduled", "running"], limit=None):
         job = redis.hgetall(f"rq:job:{row.id}")
         key = str(row.id).encode()
         print(
@@ -249,7 +249,7 @@ def test_chaos(project: Project, own_redis: RedisServer) -> None:
     final_changes = reconcile(project)
 
     store = project.store()
-    rows = {r.id: r for r in store.list(limit=None)}
+    rows = {r.id: r for r in store.find(limit=None)}
     done = collections.Counter(lines(project.root / "done.log"))
     runs = collections.Counter(lines(project.root / "runs.log"))
 

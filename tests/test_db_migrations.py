@@ -114,7 +114,7 @@ def test_db_upgrade_keeps_rows_and_outdated_schema_is_refused_clearly(
     assert schema.current_revision(store.engine) == schema.SCHEMA_HEAD
     indexes = {ix["name"] for ix in inspect(store.engine).get_indexes("tasks")}
     assert "ix_tasks_status_finished" in indexes
-    rows = {r.id: r for r in store.list(limit=None)}
+    rows = {r.id: r for r in store.find(limit=None)}
     assert sorted(rows) == [1, 2, 3]
     assert rows[1].status == "finished" and rows[1].result == {"result": 3}
     assert rows[1].finished_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -134,7 +134,7 @@ def test_enqueue_during_an_outage_fails_clearly_and_enqueues_nothing(
             enqueue_task("add", 7, 8, description="while down", runtime=runtime)
     finally:
         proxy.up()
-    rows = _direct_store(server_db).list(limit=None)
+    rows = _direct_store(server_db).find(limit=None)
     assert [(r.id, r.description) for r in rows] == [(2, "while up"), (first, "test task")]
     assert sorted(project.redis.client().lrange("rq:queue:default", 0, -1)) == [b"1", b"2"]
 

@@ -374,7 +374,7 @@ def test_a_plain_rq_job_of_a_registered_task_gets_a_row(fast: Project) -> None:
         "sample_tasks.fail_always", "plain boom", job_id="plain-fail", description="from rq"
     )
     fast.work()
-    rows = {row.name: row for row in runtime.store.list(limit=None)}
+    rows = {row.name: row for row in runtime.store.find(limit=None)}
     assert set(rows) == {"add", "fail-always"}
     assert rows["add"].status == "finished" and rows["add"].result == {"result": 42}
     assert rows["add"].args == [20, 22]
@@ -385,7 +385,7 @@ def test_a_plain_rq_job_of_a_registered_task_gets_a_row(fast: Project) -> None:
     # requeued the way rq-dashboard does it: the same row takes the new attempt
     FailedJobRegistry(queue=queue).requeue(failing.id)
     fast.work()
-    rows = runtime.store.list(limit=None)
+    rows = runtime.store.find(limit=None)
     assert len(rows) == 2
     (again,) = [r for r in rows if r.name == "fail-always"]
     assert again.status == "failed" and again.attempts == 2 and again.log.count("plain boom") == 2
@@ -450,7 +450,7 @@ def test_concurrent_reconciles_on_each_database(project: Project, db_url: str) -
     assert sorted(lines(project.root / "done.log")) == sorted(
         [f"lost-{n}" for n in range(6)] + [f"orphan-{n}" for n in range(3)]
     )
-    rows = project.store().list(limit=None)
+    rows = project.store().find(limit=None)
     assert {r.status for r in rows} == {"finished"}
     assert all(r.attempts == 2 for r in rows if r.id in orphans)
 

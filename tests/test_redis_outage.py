@@ -61,7 +61,7 @@ def test_worker_rides_out_a_redis_restart_and_tasks_end_truthfully(
         assert result.returncode == 1 and result.stdout == ""
         assert "Redis is unreachable" in result.stderr and "Traceback" not in result.stderr
         assert elapsed_s < 15
-        (refused,) = project.store().list(statuses=["failed"], limit=None)
+        (refused,) = project.store().find(statuses=["failed"], limit=None)
         assert "could not put the job in Redis" in refused.log
 
         time.sleep(2)  # the worker keeps trying meanwhile; it must not have quit
@@ -128,7 +128,7 @@ def test_enqueue_to_a_hung_redis_fails_in_bounded_time(
     assert "Redis is unreachable" in result.stderr and "Timeout" in result.stderr
     # socket_timeout (5 s) for the enqueue, once more for the "did it land?" check, and start-up
     assert elapsed_s < 20
-    (row,) = project.store().list(limit=None)
+    (row,) = project.store().find(limit=None)
     assert row.status == "failed" and "could not put the job in Redis" in row.log
     # nothing was written before the first read timed out: the job did not land later either
     project.work()

@@ -428,7 +428,7 @@ def test_bad_schedule_is_refused_with_no_row(project: Project, options: list[str
     from rqjobs.store.engine import forget_engines
 
     forget_engines()
-    assert project.store().list(limit=None) == []
+    assert project.store().find(limit=None) == []
     assert project.redis is not None
     assert project.redis.client().keys("rq:job:*") == []
 
@@ -449,7 +449,7 @@ def test_enqueue_task_at_and_delay(project: Project) -> None:
     at = enqueue_task("add", 1, 2, description="at", at=local, runtime=runtime)
     assert project.row(at.id).scheduled_for == local.astimezone(timezone.utc)
 
-    count = len(project.store().list(limit=None))
+    count = len(project.store().find(limit=None))
     with pytest.raises(InvalidSchedule, match="in the past"):
         enqueue_task(
             "add",
@@ -463,7 +463,7 @@ def test_enqueue_task_at_and_delay(project: Project) -> None:
         enqueue_task("add", 1, 2, description="both", at=local, delay_s=5, runtime=runtime)
     with pytest.raises(InvalidSchedule, match="positive"):
         enqueue_task("add", 1, 2, description="negative", delay_s=-1, runtime=runtime)
-    assert len(project.store().list(limit=None)) == count
+    assert len(project.store().find(limit=None)) == count
 
 
 # -- results ----------------------------------------------------------------------------

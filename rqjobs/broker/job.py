@@ -12,15 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from rq.job import Job, JobStatus
 
-from rqjobs.exceptions import RqjobsError
+from rqjobs.exceptions import UnregisteredTask
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
     from rq.queue import Queue
-
-
-class UnregisteredTask(RqjobsError):
-    """The job names a function that is not a registered rqjobs task on this worker."""
 
 
 class RqjobsJob(Job):

@@ -431,7 +431,7 @@ class TaskStore:
         )
         return [_record(row) for row in rows]
 
-    def list(
+    def find(
         self,
         *,
         statuses: Sequence[str] = (),

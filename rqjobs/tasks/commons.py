@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from rqjobs.exceptions import (
     InvalidTaskArguments,
+    PermanentTaskError,
     TaskDefinitionError,
     TaskModuleImportError,
     TaskNotFound,
+    TaskResultError,
     UnknownTask,
 )
 
@@ -335,15 +337,6 @@ def worker_label() -> str:
     return f"{socket.gethostname()}:{os.getppid() if os.environ.get('RQ_JOB_ID') else os.getpid()}"
 
 
-class PermanentTaskError(Exception):
-    """The task failed in a way no retry can fix; it is not retried.
-
-    Raise it from a task (``raise PermanentTaskError("no such customer")``): the
-    decorator records the traceback, marks the row ``failed`` at once whatever retries
-    remain, and tells RQ not to retry the job either.
-    """
-
-
 def plan_retry(job: Job) -> tuple[bool, datetime | None]:
     """Will RQ retry ``job`` after the failure being handled now, and when (None: at once)?
 
@@ -408,10 +401,6 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return repr(value)
-
-
-class TaskResultError(TypeError):
-    """The task returned a value that cannot be stored as JSON."""
 
 
 def _normalise_result(value: Any) -> dict[str, Any]:
