@@ -232,6 +232,7 @@ def _job_landed(runtime: Runtime, job_id: str) -> bool:
     """After a failed enqueue: is the job in Redis anyway (a timed-out write that landed)?"""
     from dataclasses import replace
 
+    from rqjobs.broker import rq_internals
     from rqjobs.broker.connection import connect
 
     settings = replace(
@@ -241,7 +242,7 @@ def _job_landed(runtime: Runtime, job_id: str) -> bool:
     probe = None
     try:
         probe = connect(settings, start_embedded=False)
-        return bool(probe.exists(f"rq:job:{job_id}"))
+        return rq_internals.job_exists(probe, job_id)
     except Exception:
         return False
     finally:

@@ -1,6 +1,6 @@
 """Every Redis key name rqjobs reads or writes, in one place.
 
-rqjobs' own keys first; then RQ's, which only :mod:`rqjobs.reconcile.rq_internals` uses
+rqjobs' own keys first; then RQ's, which only :mod:`rqjobs.broker.rq_internals` uses
 (tests/test_rq_internals.py checks them against the installed RQ).
 """
 

@@ -70,7 +70,7 @@ def kill_session(proc: subprocess.Popen[Any]) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    from rqjobs.worker_health import local_process_alive
+    from rqjobs.worker.process import local_process_alive
 
     return local_process_alive(pid)
 

@@ -482,9 +482,11 @@ def test_reconcile_cli_errors_are_short(project: Project) -> None:
 
 
 def test_liveness_labels_name_the_process() -> None:
-    from rqjobs.worker_health import label_of_worker_name, new_worker_name, process_label
+    from rqjobs.hostpid import host_pid, split_host_pid
+    from rqjobs.worker.process import label_of_worker_name, new_worker_name
 
-    label = process_label()
+    label = host_pid()
+    assert split_host_pid(label) == (socket.gethostname(), os.getpid())
     assert label == f"{socket.gethostname()}:{os.getpid()}"
     assert label_of_worker_name(new_worker_name(label)) == label
     assert label_of_worker_name("0123456789abcdef") is None

@@ -69,3 +69,11 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> Redis:
     else:
         socket_path = socket_path_for(settings.data_dir)
     return Redis(unix_socket_path=str(socket_path), **timeouts)
+
+
+def is_broker_error(exc: BaseException) -> bool:
+    """A Redis connection problem (server down, restarted, unreachable, too slow)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError))

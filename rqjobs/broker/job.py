@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from rq.queue import Queue
 
 
+def task_id_of(job: Job) -> int | None:
+    """The task row of a job: its id, or the row made for a job enqueued without rqjobs."""
+    try:
+        return int(job.id)
+    except (TypeError, ValueError):
+        known = job.meta.get("rqjobs_task_id") if job.meta else None
+        return int(known) if known is not None else None
+
+
 class RqjobsJob(Job):
     #: when the next retry runs, as the task row records it; set by the decorator or the
     #: worker just before RQ's failure handling, so the row and Redis name the same time

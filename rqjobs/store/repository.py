@@ -16,7 +16,7 @@ caller gets a :class:`~rqjobs.exceptions.DatabaseError` that says what failed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -255,20 +256,41 @@ class TaskStore:
         def work(conn: Connection) -> bool:
             return conn.execute(stmt, params).rowcount == 1
 
-        def landed(conn: Connection) -> bool | None:
-            row = conn.execute(select(_table).where(_c.id == task_id)).first()
-            if not values_landed(row, values):
-                return None
-            if log_entry is not None and not (row._mapping["log"] or "").endswith(log_entry):
-                return None
-            return True
-
         status = values.get("status", "")
         return self._write(
             f"update task {task_id}" + (f" to {status}" if status else ""),
             work,
-            landed,
+            _landed(task_id, values, log_entry),
             single_statement=True,
+        )
+
+    def update_if(
+        self,
+        task_id: int,
+        expect: Mapping[str, Any],
+        values: Mapping[str, Any],
+        *,
+        log_entry: str | None = None,
+    ) -> bool:
+        """Write ``values`` only while every column in ``expect`` still holds its value.
+
+        ``None`` in ``expect`` means ``IS NULL``. Reconcile decides from a snapshot (status,
+        attempt, worker, enqueue time) and changes the row only if nobody moved it since;
+        True when this call made the change.
+        """
+        conditions = [_c.id == task_id]
+        for name, value in expect.items():
+            conditions.append(_c[name].is_(None) if value is None else _c[name] == value)
+        changes: dict[str, Any] = dict(values)
+        if log_entry is not None:
+            changes["log"] = func.coalesce(_c.log, "") + log_entry
+        stmt = update(_table).where(*conditions).values(**changes)
+
+        def work(conn: Connection) -> bool:
+            return conn.execute(stmt).rowcount == 1
+
+        return self._write(
+            f"update task {task_id}", work, _landed(task_id, dict(values), log_entry), single_statement=True
         )
 
     def mark_running(self, task_id: int, worker: str) -> bool:
@@ -415,6 +437,26 @@ class TaskStore:
 
     # -- reads ----------------------------------------------------------------------
 
+    def unsettled(self, *, waiting_before: datetime, columns: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows reconcile checks, oldest first: every ``running`` row, and every waiting
+        row enqueued before ``waiting_before`` (or never). Only ``columns`` are read."""
+        stmt = (
+            select(*(_c[name] for name in columns))
+            .where(
+                or_(
+                    _c.status == TaskStatus.RUNNING.value,
+                    and_(
+                        _c.status.in_(list(WAITING)),
+                        or_(_c.enqueued_at < waiting_before, _c.enqueued_at.is_(None)),
+                    ),
+                )
+            )
+            .order_by(_c.id)
+        )
+        return self._read(
+            "list unfinished tasks", lambda conn: [dict(row._mapping) for row in conn.execute(stmt)]
+        )
+
     def get(self, task_id: int) -> TaskRecord | None:
         row = self._read(
             f"read task {task_id}", lambda conn: conn.execute(select(_table).where(_c.id == task_id)).first()
@@ -517,6 +559,22 @@ class TaskStore:
                     yield name, status, round(float(start), 3), round(float(end), 3)
                 else:
                     yield name, status, start.timestamp(), end.timestamp()
+
+
+def _landed(
+    task_id: int, values: dict[str, Any], log_entry: str | None
+) -> Callable[[Connection], bool | None]:
+    """After a COMMIT whose reply was lost: did that update land? (None: no, try again)."""
+
+    def landed(conn: Connection) -> bool | None:
+        row = conn.execute(select(_table).where(_c.id == task_id)).first()
+        if row is None or not values_landed(row, values):
+            return None
+        if log_entry is not None and not (row._mapping["log"] or "").endswith(log_entry):
+            return None
+        return True
+
+    return landed
 
 
 def _epoch_seconds(column: Any, dialect: str) -> Any | None:

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import socket
 import sys
 import threading
 import time
@@ -38,6 +37,8 @@ from rqjobs.exceptions import (
     TaskResultError,
     UnknownTask,
 )
+from rqjobs.hostpid import host_pid
+from rqjobs.keys import foreign_job_key
 
 if TYPE_CHECKING:
     from rq.job import Job
@@ -334,7 +335,7 @@ def _current_job() -> Job | None:
 
 def worker_label() -> str:
     """host:pid of the worker that runs the job (the horse's parent)."""
-    return f"{socket.gethostname()}:{os.getppid() if os.environ.get('RQ_JOB_ID') else os.getpid()}"
+    return host_pid(os.getppid() if os.environ.get("RQ_JOB_ID") else None)
 
 
 def plan_retry(job: Job) -> tuple[bool, datetime | None]:
@@ -391,7 +392,7 @@ def _task_id_for(
     )
     job.meta["rqjobs_task_id"] = record.id
     job.save_meta()
-    job.connection.set(f"rqjobs:task-job:{record.id}", job.id)  # how reconcile finds this row's job
+    job.connection.set(foreign_job_key(record.id), job.id)  # how reconcile finds this row's job
     return record.id
 
 
