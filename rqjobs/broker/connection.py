@@ -77,3 +77,27 @@ def is_broker_error(exc: BaseException) -> bool:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     return isinstance(exc, (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError))
+
+
+#: how long the did-it-land probe after a failed enqueue may take
+LANDED_PROBE_TIMEOUT_S = 1.0
+
+
+def job_landed(settings: Settings, job_id: str) -> bool:
+    """After a failed enqueue: is the job in Redis anyway (a timed-out write that landed)?"""
+    from dataclasses import replace
+
+    from rqjobs.broker import rq_internals
+
+    settings = replace(
+        settings, redis_socket_timeout_s=min(settings.redis_socket_timeout_s, LANDED_PROBE_TIMEOUT_S)
+    )
+    probe = None
+    try:
+        probe = connect(settings, start_embedded=False)
+        return rq_internals.job_exists(probe, job_id)
+    except Exception:
+        return False
+    finally:
+        if probe is not None:
+            probe.close()

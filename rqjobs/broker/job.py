@@ -35,7 +35,7 @@ class RqjobsJob(Job):
 
     @property
     def func(self) -> Any:  # type: ignore[override]
-        from rqjobs.tasks.commons import spec_for_path
+        from rqjobs.tasks.registry import spec_for_path
 
         spec = spec_for_path(self.func_name)
         if spec is None:

@@ -421,7 +421,7 @@ class Pass:
 
     def outbox(self, row: Row) -> None:
         """A waiting row past its grace period with no job in Redis: enqueue it again from the row."""
-        from rqjobs.tasks.commons import registered_tasks
+        from rqjobs.tasks.registry import registered_tasks
 
         registered = row.name in registered_tasks()
         if not registered:
