@@ -6,7 +6,7 @@ dead server turns ``rqjobs enqueue`` into a hang instead of an error.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from rqjobs.exceptions import BrokerUnavailable
@@ -48,7 +48,7 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> Redis:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.retry import Retry
 
-    timeouts = {
+    timeouts: dict[str, Any] = {
         "socket_timeout": settings.redis_socket_timeout_s,
         "socket_connect_timeout": min(settings.redis_socket_timeout_s, 3.0),
         "health_check_interval": 30,

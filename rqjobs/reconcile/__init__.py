@@ -56,7 +56,7 @@ def _acquire(redis: Redis, key: str, token: str, ttl_ms: int, wait_s: float) -> 
         if redis.set(key, token, nx=True, px=ttl_ms):
             return True
         holder = text(redis.get(key))
-        if _holder_is_dead(holder):
+        if holder is not None and _holder_is_dead(holder):
             redis.eval(_RELEASE_LOCK, 1, key, holder)
             continue
         if time.monotonic() >= deadline:

@@ -392,7 +392,7 @@ class Pass:
 
     def unlisted(self, row: Row, info: JobInfo) -> None:
         """A job RQ calls queued (or scheduled) that sits in no queue, registry or worker."""
-        assert info.origin is not None
+        assert info.origin is not None and info.status is not None
         queue = self.runtime.queue(info.origin)
         if info.status == "queued" and self._in_queue(info.origin, info.job_id):
             return

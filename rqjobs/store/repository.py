@@ -150,7 +150,9 @@ class TaskStore(AggregateReads):
         }
 
         def work(conn: Connection) -> int:
-            return int(conn.execute(_INSERT, values).inserted_primary_key[0])
+            key = conn.execute(_INSERT, values).inserted_primary_key
+            assert key is not None  # an INSERT always has one
+            return int(key[0])
 
         def landed(conn: Connection) -> int | None:
             # an earlier attempt's COMMIT lost its reply: find that row rather than add a
@@ -251,7 +253,7 @@ class TaskStore(AggregateReads):
 
     def mark_finished(self, task_id: int, result: Any, *, progress_message: str | None = None) -> bool:
         """Success: the result, progress 100, and the last progress message held back, if any."""
-        extra = {"progress_message": progress_message} if progress_message is not None else {}
+        extra: dict[str, Any] = {"progress_message": progress_message} if progress_message is not None else {}
         return self._transition(
             task_id,
             (TaskStatus.RUNNING.value,),
