@@ -5,7 +5,7 @@ idempotent, race-free between processes, and cheap. The returned boolean says wh
 this caller made the change; a late or duplicate writer changes nothing.
 
 SQLAlchemy Core, not the ORM, on these paths: they run once or twice per job and the
-ORM's unit of work costs several times more per statement (DESIGN section 10).
+ORM's unit of work costs several times more per statement (bench/enqueue.py measures it).
 
 Every read and write goes through :func:`rqjobs.store.retry.run_with_retry`: a database
 that is unreachable for a few seconds (a restart, a network blip, SQLite's write lock)
