@@ -15,7 +15,6 @@ from sqlalchemy import text
 from rqjobs import defaults
 from rqjobs.store.engine import forget_engines, get_engine
 from rqjobs.store.repository import TaskStore
-from tests.support.databases import db_url  # noqa: F401  (fixture)
 
 
 def _insert(store: TaskStore, name: str) -> int:

@@ -17,7 +17,6 @@ from rqjobs.store import schema
 from rqjobs.store.engine import create_store_engine, get_engine
 from rqjobs.store.models import metadata
 from tests.conftest import Project
-from tests.support.databases import db_url  # noqa: F401  (fixture)
 
 BASELINE = "0001"
 

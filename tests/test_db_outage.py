@@ -20,7 +20,7 @@ from rqjobs.store.engine import get_engine
 from rqjobs.store.models import Task
 from rqjobs.store.repository import TaskStore
 from tests.conftest import Project, wait_for
-from tests.support.databases import ServerDatabase, server_db  # noqa: F401  (fixture)
+from tests.support.databases import ServerDatabase
 from tests.support.tcp_proxy import TcpProxy
 
 

@@ -21,9 +21,9 @@ import pytest
 
 from tests.conftest import Project, wait_for
 from tests.faults import (
+    CHAOS_MODULES,
     FAST_RECONCILE,
     backdate,
-    configure,
     dead_label,
     kill_session,
     lines,
@@ -34,12 +34,12 @@ from tests.faults import (
     stop,
     wait_status,
 )
-from tests.support.databases import db_url  # noqa: F401 (fixture)
+from tests.helpers import configure
 
 
 @pytest.fixture
 def fast(project: Project) -> Project:
-    configure(project, **FAST_RECONCILE)
+    configure(project, tasks_modules=CHAOS_MODULES, **FAST_RECONCILE)
     return project
 
 
@@ -87,8 +87,22 @@ def test_killed_worker_takes_its_horse_along_and_the_row_fails(fast: Project) ->
         wait_for(lambda: not pid_alive(horse), timeout=10, message="the horse to die with its worker")
 
         rescuer = fast.start_worker(log_name="rescuer.log")
+        assert fast.redis is not None
+        client = fast.redis.client()
+        wait_for(
+            lambda: client.exists(f"rqjobs:worker:{socket.gethostname()}:{rescuer.pid}"),
+            timeout=60,
+            message="the rescuer to be up",
+        )
+        ready_at = time.monotonic()
         row = wait_status(fast, task_id, ("failed",), timeout=60)
-        assert time.monotonic() - killed_at < 60
+        # the dead worker's key is gone one TTL after the kill; the rescuer reconciles at once
+        # and then every interval: a few intervals of slack, not RQ's 90 s heartbeat
+        ttl_s, interval_s = FAST_RECONCILE["worker_liveness_ttl_s"], FAST_RECONCILE["reconcile_interval_s"]
+        bound = max(killed_at + ttl_s, ready_at) + 3 * interval_s + 3.0
+        assert time.monotonic() <= bound, (
+            f"failed {time.monotonic() - ready_at:.1f} s after the rescuer started"
+        )
     finally:
         kill_session(doomed)
         if rescuer is not None:
@@ -284,7 +298,7 @@ def test_rows_take_rqs_verdict_when_their_own_write_was_lost(fast: Project) -> N
 
 def test_queued_rows_without_a_job_are_enqueued_again(fast: Project) -> None:
     """The process died between the commit and the enqueue: rows exist, jobs do not."""
-    configure(fast, **{**FAST_RECONCILE, "reconcile_grace_s": 60.0})
+    configure(fast, tasks_modules=CHAOS_MODULES, **{**FAST_RECONCILE, "reconcile_grace_s": 60.0})
     runtime = fast.runtime()
     store = runtime.store
     orphan = store.insert(
@@ -442,7 +456,7 @@ def test_concurrent_reconciles_change_each_row_once(fast: Project, lock: bool) -
 
 def test_concurrent_reconciles_on_each_database(project: Project, db_url: str) -> None:  # noqa: F811
     """The conditional updates reconcile relies on, on SQLite, PostgreSQL and MariaDB alike."""
-    configure(project, database_url=db_url, **FAST_RECONCILE)
+    configure(project, tasks_modules=CHAOS_MODULES, database_url=db_url, **FAST_RECONCILE)
     lost, orphans = _damage(project, queued=6, running=3)
     changes = concurrent_reconciles(project, "--no-lock")
     assert sorted(c["task_id"] for c in changes) == sorted(lost + orphans)

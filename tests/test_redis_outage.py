@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project, RedisServer, wait_for
-from tests.faults import FAST_RECONCILE, configure, reconcile, stop, wait_status
+from tests.faults import CHAOS_MODULES, FAST_RECONCILE, reconcile, stop, wait_status
+from tests.helpers import configure
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def outage_project(project: Project, own_redis: RedisServer) -> Project:
     project.redis = own_redis
-    configure(project, redis_url=own_redis.url, **FAST_RECONCILE)
+    configure(project, tasks_modules=CHAOS_MODULES, redis_url=own_redis.url, **FAST_RECONCILE)
     return project
 
 

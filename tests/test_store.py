@@ -17,7 +17,6 @@ from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
 from rqjobs.store import schema
 from rqjobs.store.engine import create_store_engine, forget_engines, get_engine
 from rqjobs.store.repository import TaskStore, attempt_log_entry
-from tests.support.databases import db_url  # noqa: F401  (fixture)
 
 UNICODE = "héllo ✓ 日本語 🎉 Ωmega"
 

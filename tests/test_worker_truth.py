@@ -21,7 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def configure(project: Project, **values: Any) -> None:
+def add_settings(project: Project, **values: Any) -> None:
     """Add settings to the project's rqjobs.toml."""
     current = tomllib.loads(project.config_path.read_text())
     project.write_config(**{**current, **values})
@@ -101,7 +101,7 @@ def test_swallowed_timeout_fails_the_row_with_and_without_retries(project: Proje
 def test_task_that_never_returns_is_killed_and_retried(project: Project) -> None:
     """A task ignoring SIGALRM is killed timeout + grace after it started; retries follow;
     the burst worker waits for the retry's interval, then goes on with the next job."""
-    configure(project, timeout_grace_s=1)
+    add_settings(project, timeout_grace_s=1)
     marker = project.root / "horse.pid"
     stuck = project.enqueue(
         "ignore-timeout",
@@ -133,7 +133,7 @@ def test_task_that_never_returns_is_killed_and_retried(project: Project) -> None
 
 
 def test_timeout_grace_must_be_positive(project: Project) -> None:
-    configure(project, timeout_grace_s=0)
+    add_settings(project, timeout_grace_s=0)
     result = project.rqjobs("worker", "--burst")
     assert result.returncode == 2
     assert "timeout_grace_s must be positive" in result.stderr
@@ -476,7 +476,7 @@ def test_results_are_kept_for_the_configured_ttl(project: Project) -> None:
     assert defaults.RESULT_TTL_S >= 86_400
     assert rq_job(project, task_id).result_ttl == defaults.RESULT_TTL_S
 
-    configure(project, result_ttl_s=5000, failure_ttl_s=7000)
+    add_settings(project, result_ttl_s=5000, failure_ttl_s=7000)
     kept = project.enqueue("add", "--a", "2", "--b", "2")
     failed = project.enqueue("fail-always")
     job = rq_job(project, kept)
