@@ -376,6 +376,35 @@ def test_a_job_started_by_a_worker_that_died_before_the_task_began(fast: Project
     assert row.status == "finished" and row.attempts == 1  # the task itself never started before
 
 
+def test_a_started_entry_left_by_a_worker_that_died_taking_the_job_goes_once_the_row_is_final(
+    fast: Project,
+) -> None:
+    """RQ adds the execution before it forks: a worker killed then leaves an entry that the
+    run which later finished the job does not remove (the chaos test's leftover)."""
+    from rq.executions import Execution
+    from rq.registry import StartedJobRegistry
+
+    runtime, queue = _rq(fast)
+    task_id = fast.enqueue("add", "--a", "1", "--b", "2")
+    job = queue.fetch_job(str(task_id))
+    dead_name = f"{dead_label()}:feedf00d"
+    with runtime.redis.pipeline() as pipe:
+        Execution.create(job, ttl=600, pipeline=pipe, worker_name=dead_name)  # the job stays queued
+        pipe.execute()
+    registry = StartedJobRegistry(queue=queue)
+    (stale,) = registry.get_job_and_execution_ids(cleanup=False)
+    assert stale[0] == str(task_id)
+    fast.work()  # another worker runs the job to its end; RQ removes that run's entry only
+    assert fast.row(task_id).status == "finished"
+    redis_known_for(fast)
+    # the burst worker's own pass may have removed it already; `rqjobs reconcile` does otherwise
+    changes = reconcile(fast)
+    assert {(c["task_id"], c["action"]) for c in changes} <= {(task_id, "released in Redis")}
+    assert registry.get_job_and_execution_ids(cleanup=False) == []
+    assert fast.row(task_id).status == "finished"
+    assert reconcile(fast) == []
+
+
 # -- jobs enqueued without rqjobs ----------------------------------------------------------------
 
 

@@ -140,6 +140,15 @@ def job_status_and_worker(redis: Redis, job_id: str) -> tuple[str | None, str | 
     return status, worker_name
 
 
+def drop_started_entry(redis: Redis, queue: Queue, member: str) -> bool:
+    """Remove one started-registry entry and its execution hash (of a run that is over)."""
+    pipe = redis.pipeline()
+    pipe.zrem(queue.started_job_registry.key, member)
+    pipe.delete(rq_execution_key(member))
+    removed, _ = pipe.execute()
+    return bool(removed)
+
+
 def in_scheduled_registry(redis: Redis, queue: Queue, job_id: str) -> bool:
     return redis.zscore(queue.scheduled_job_registry.key, job_id) is not None
 

@@ -14,7 +14,10 @@ from rqjobs.status import FINAL
 from rqjobs.worker.process import local_process_alive
 
 if TYPE_CHECKING:
+    from rq.queue import Queue
+
     from rqjobs.reconcile.decisions import Pass
+    from rqjobs.store.repository import TaskRecord
 
 log = logging.getLogger("rqjobs.reconcile")
 
@@ -23,15 +26,17 @@ def sweep_started_registries(work: Pass, seen: set[str]) -> None:
     """Release RQ's started entries of dead workers whose rows are final (RQ-side only)."""
 
     for name in rq.queue_names(work.redis):
-        job_ids = rq.started_job_ids(work.redis, work.runtime.queue(name))
+        queue = work.runtime.queue(name)
+        job_ids = rq.started_job_ids(work.redis, queue)
         for job_id in sorted(job_ids - seen):
             if not job_id.isdigit():
                 continue
             status, worker_name = rq.job_status_and_worker(work.redis, job_id)
-            if status != "started":
-                continue
             record = work.store.get(int(job_id))
             if record is None or record.status not in FINAL:
+                continue
+            if status != "started":
+                _drop_entries_of_ended_runs(work, queue, record)
                 continue
             why = work.view.run_gone_reason(worker_name)
             if why is None:
@@ -51,6 +56,23 @@ def sweep_started_registries(work: Pass, seen: set[str]) -> None:
             )
             if outcome is not None:
                 work.record(Row.of(record), record.status, "released in Redis", reason)
+
+
+def _drop_entries_of_ended_runs(work: Pass, queue: Queue, record: TaskRecord) -> None:
+    """A final row whose job RQ no longer runs, with started entries of worker runs that are over.
+
+    RQ's worker adds the execution (a started entry) before it forks; a worker that dies
+    before its horse starts leaves it behind. The job is queued again (by reconcile, or by
+    RQ's intermediate-queue cleanup), another worker runs it to its end, and RQ removes that
+    run's entry only: the dead run's stays until RQ's cleanup, long after the row is final.
+    """
+    for member, execution_worker in rq.started_entries(work.redis, queue, str(record.id)):
+        why = work.view.run_gone_reason(execution_worker)
+        if why is None:
+            continue
+        reason = f"RQ kept a started entry of a worker run that is over ({why}); removed to match the row"
+        if work.dry_run or rq.drop_started_entry(work.redis, queue, member):
+            work.record(Row.of(record), record.status, "released in Redis", reason)
 
 
 def release_dead_scheduler_locks(work: Pass) -> None:
