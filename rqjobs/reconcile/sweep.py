@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from rqjobs.broker import rq_internals as rq
+from rqjobs.hostpid import is_this_host
 from rqjobs.reconcile.report import Row
 from rqjobs.status import FINAL
 from rqjobs.worker.process import local_process_alive
@@ -86,7 +87,7 @@ def release_dead_scheduler_locks(work: Pass) -> None:
     overdue_s = max(30.0, 3 * work.settings.worker_liveness_ttl_s)
     for lock_key, owner, info in rq.scheduler_locks(work.redis):
         pid = info.get("pid") or ""
-        if info.get("hostname") == work.view.hostname and pid.isdigit() and int(pid) > 0:
+        if is_this_host(info.get("hostname") or "") and pid.isdigit() and int(pid) > 0:
             dead = not local_process_alive(int(pid))
         elif (age_s := rq.heartbeat_age_s(info, work.view.redis_now_s)) is not None and work.view.trusted:
             dead = age_s > overdue_s

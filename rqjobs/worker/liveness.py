@@ -16,12 +16,11 @@ only in the maintenance pass that runs every 10 minutes; until then the task row
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from rqjobs.hostpid import split_host_pid
+from rqjobs.hostpid import is_this_host, split_host_pid
 from rqjobs.keys import REDIS_SINCE_KEY, liveness_key
 from rqjobs.worker.process import label_of_worker_name, local_process_alive
 
@@ -53,7 +52,6 @@ class LivenessView:
     def __init__(self, redis: Redis, settings: Settings, *, write_marker: bool = True) -> None:
         self.redis = redis
         self.ttl_s = settings.worker_liveness_ttl_s
-        self.hostname = socket.gethostname()
         self.redis_now_s, self.trusted = self._trust_missing_keys(write_marker)
         self._names: dict[str, str | None] = {}
 
@@ -106,7 +104,7 @@ class LivenessView:
         host, pid = parsed
         if self.key_present(label) or not self.trusted:
             return None
-        if host == self.hostname:
+        if is_this_host(host):
             if local_process_alive(pid, started_before):
                 return None
             return f"its process {pid} on this machine no longer exists: killed, or it crashed"
