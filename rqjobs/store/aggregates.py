@@ -9,10 +9,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, literal, literal_column, select
+from sqlalchemy import Connection, Engine, func, literal, literal_column, select
 
 from rqjobs.status import TaskStatus
 from rqjobs.store.models import Task
+from rqjobs.store.retry import run_with_retry
 
 _c = Task.__table__.c
 
@@ -21,6 +22,8 @@ class AggregateReads:
     """Mixed into :class:`~rqjobs.store.repository.TaskStore`."""
 
     engine: Engine
+    #: how long a read keeps retrying while the database is unreachable (set by TaskStore)
+    retry_s: float
 
     def counts_by_name_and_status(
         self, *, names: Sequence[str] = (), since: datetime | None = None
@@ -31,11 +34,14 @@ class AggregateReads:
             stmt = stmt.where(_c.name.in_(list(names)))
         if since is not None:
             stmt = stmt.where(_c.created_at >= since)
-        out: dict[str, dict[str, int]] = {}
-        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
+
+        def work(conn: Connection) -> dict[str, dict[str, int]]:
+            out: dict[str, dict[str, int]] = {}
             for name, status, n in conn.execute(stmt):
                 out.setdefault(name, {})[status] = int(n)
-        return out
+            return out
+
+        return run_with_retry(self.engine, work, budget_s=self.retry_s, what="count tasks", readonly=True)
 
     def iter_run_times(
         self,
@@ -47,7 +53,8 @@ class AggregateReads:
     ) -> Iterator[tuple[str, str, float, float]]:
         """``(name, status, started, finished)`` of rows that ran to an end, as Unix seconds.
 
-        Streamed in batches. On SQLite, PostgreSQL and MariaDB the database turns the
+        Streamed in batches, so not retried: a database that drops mid-stream fails the
+        read (``rqjobs stats`` is run again) rather than count rows twice.  On SQLite, PostgreSQL and MariaDB the database turns the
         timestamps into seconds itself, which is several times cheaper than parsing a
         datetime per row in Python (SQLite stores them as text); elsewhere Python does it.
         """
