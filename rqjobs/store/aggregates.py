@@ -54,9 +54,10 @@ class AggregateReads:
         """``(name, status, started, finished)`` of rows that ran to an end, as Unix seconds.
 
         Streamed in batches, so not retried: a database that drops mid-stream fails the
-        read (``rqjobs stats`` is run again) rather than count rows twice.  On SQLite, PostgreSQL and MariaDB the database turns the
-        timestamps into seconds itself, which is several times cheaper than parsing a
-        datetime per row in Python (SQLite stores them as text); elsewhere Python does it.
+        read (``rqjobs stats`` is run again) rather than count rows twice. On SQLite,
+        PostgreSQL and MariaDB the database turns the timestamps into seconds itself, which
+        is several times cheaper than parsing a datetime per row in Python (SQLite stores
+        them as text); elsewhere Python does it.
         """
         started = _epoch_seconds(_c.started_at, self.engine.dialect.name)
         finished = _epoch_seconds(_c.finished_at, self.engine.dialect.name)
