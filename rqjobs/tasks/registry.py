@@ -110,19 +110,26 @@ def register(spec: TaskSpec) -> None:
     _by_path[spec.path] = spec
 
 
-def snapshot() -> tuple[dict[str, TaskSpec], dict[str, TaskSpec], set[str]]:
+def snapshot() -> tuple[dict[str, TaskSpec], dict[str, TaskSpec]]:
     """The registry's state, for :func:`restore` (tests keep tasks they define from leaking)."""
-    return dict(_registry), dict(_by_path), set(_loaded)
+    return dict(_registry), dict(_by_path)
 
 
-def restore(state: tuple[dict[str, TaskSpec], dict[str, TaskSpec], set[str]]) -> None:
-    registry, by_path, loaded = state
+def restore(state: tuple[dict[str, TaskSpec], dict[str, TaskSpec]]) -> None:
+    """Back to ``state``, keeping the tasks of modules :func:`load_task_modules` imported since.
+
+    Those modules stay imported (Python will not run them again), and a later
+    :func:`load_task_modules` counts on their tasks being registered.
+    """
+    registry, by_path = state
+    loaded = {key.removeprefix("ep:").split(":")[0] for key in _loaded}
+    kept = {
+        name: spec for name, spec in _registry.items() if name in registry or spec.func.__module__ in loaded
+    }
     _registry.clear()
-    _registry.update(registry)
+    _registry.update(kept)
     _by_path.clear()
-    _by_path.update(by_path)
-    _loaded.clear()
-    _loaded.update(loaded)
+    _by_path.update({spec.path: spec for spec in kept.values()})
 
 
 def registered_tasks() -> dict[str, TaskSpec]:
