@@ -290,6 +290,13 @@ def test_rows_take_rqs_verdict_when_their_own_write_was_lost(fast: Project) -> N
     assert row.status == "canceled" and "stopped in RQ" in row.log
     row = fast.row(ids[2])
     assert row.status == "finished" and row.result == {"result": 3} and row.progress == 100
+    # RQ still lists the dead worker's runs as started: the next pass removes them, to match
+    from rq.registry import StartedJobRegistry
+
+    redis_known_for(fast)  # a missing liveness key counts: the worker is dead
+    released = reconcile(fast)
+    assert sorted((c["task_id"], c["action"]) for c in released) == [(i, "released in Redis") for i in ids]
+    assert StartedJobRegistry(queue=queue).get_job_ids(cleanup=False) == []
     assert reconcile(fast) == []
 
 
