@@ -18,7 +18,6 @@ from rqjobs.store import schema
 from rqjobs.store.engine import create_store_engine, get_engine
 from rqjobs.store.models import metadata
 from tests.conftest import Project
-from tests.support.databases import db_url  # noqa: F401  (fixture)
 
 BASELINE = "0001"
 
@@ -119,7 +118,7 @@ def test_db_upgrade_keeps_rows_and_outdated_schema_is_refused_clearly(
     assert indexes["uq_tasks_schedule_tick"]["unique"]
     assert indexes["uq_tasks_schedule_tick"]["column_names"] == ["schedule", "schedule_tick"]
     assert inspect(store.engine).has_table("schedules")
-    rows = {r.id: r for r in store.list(limit=None)}
+    rows = {r.id: r for r in store.find(limit=None)}
     assert sorted(rows) == [1, 2, 3]
     assert rows[1].status == "finished" and rows[1].result == {"result": 3}
     assert rows[1].finished_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -148,7 +147,7 @@ def _one_row_per_tick_is_enforced(store: Any) -> None:
     from sqlalchemy.exc import IntegrityError
 
     from rqjobs.store.models import tasks_table
-    from rqjobs.store.repository import row_values
+    from rqjobs.store.records import row_values
     from rqjobs.store.schedules import ScheduleStore
 
     tick = datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc)
@@ -162,7 +161,7 @@ def _one_row_per_tick_is_enforced(store: Any) -> None:
     with pytest.raises(IntegrityError):
         with store.engine.begin() as conn:
             conn.execute(insert(tasks_table), {**again, "schedule": "nightly", "schedule_tick": tick})
-    rows = store.list(schedules=["nightly"], limit=None)
+    rows = store.find(schedules=["nightly"], limit=None)
     assert [(r.id, r.schedule_tick) for r in rows] == [(first.record.id, tick)]
 
 

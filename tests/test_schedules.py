@@ -27,9 +27,11 @@ from typing import Any
 
 import pytest
 
-from rqjobs.schedules.ticker import ALIVE_SINCE_KEY, MISSED_SLACK_S
+from rqjobs.keys import SCHEDULES_ALIVE_SINCE_KEY
+from rqjobs.schedules.ticker import MISSED_SLACK_S
 from rqjobs.store.engine import get_engine
-from rqjobs.store.repository import TaskRecord, TaskStore
+from rqjobs.store.records import TaskRecord
+from rqjobs.store.repository import TaskStore
 from tests.conftest import SAMPLE_TASKS, Project, RedisServer, wait_for
 from tests.faults import FAST_RECONCILE, kill_session, stop
 from tests.support.databases import BACKENDS, ServerDatabase, db_url, make_database  # noqa: F401
@@ -89,7 +91,7 @@ def start_worker(root: Path, host: str | None = None, log_name: str = "worker.lo
 
 
 def rows_of(store: TaskStore, schedule: str) -> list[TaskRecord]:
-    return store.list(schedules=[schedule], limit=None, oldest_first=True)
+    return store.find(schedules=[schedule], limit=None, oldest_first=True)
 
 
 def by_tick(rows: list[TaskRecord]) -> dict[datetime, list[TaskRecord]]:
@@ -286,7 +288,7 @@ def test_catch_up_skip_if_running_and_a_tick_left_by_a_dying_worker(
         wait_for(
             lambda: store.get(orphan_id).status == "finished", timeout=60, message="the orphan tick to run"
         )
-        alive_since_s = project.redis.client().get(ALIVE_SINCE_KEY)  # type: ignore[union-attr]
+        alive_since_s = project.redis.client().get(SCHEDULES_ALIVE_SINCE_KEY)  # type: ignore[union-attr]
         wait_for(
             lambda: len([r for r in rows_of(store, "slow") if r.status == "canceled"]) >= 2,
             timeout=60,

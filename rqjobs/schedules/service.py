@@ -15,7 +15,7 @@ from rqjobs.schedules.ticker import check_schedules, new_row_values, schedule_st
 
 if TYPE_CHECKING:
     from rqjobs.runtime import Runtime
-    from rqjobs.store.repository import TaskRecord
+    from rqjobs.store.records import TaskRecord
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class ScheduleView:
 
 
 def _loaded(runtime: Runtime) -> None:
-    from rqjobs.tasks.commons import load_task_modules
+    from rqjobs.tasks.registry import load_task_modules
 
     load_task_modules(runtime.settings)
     check_schedules(runtime.settings)

@@ -7,7 +7,7 @@ unique index on ``(schedule, schedule_tick)`` lets exactly one row in, and only 
 enqueues its job, after the commit.
 
 **Missed ticks and catch_up.** A tick that came due while no worker ran is *missed*. The
-tickers share one Redis key, :data:`ALIVE_SINCE_KEY`: "some ticker has been running without
+tickers share one Redis key, :data:`SCHEDULES_ALIVE_SINCE_KEY`: "some ticker has been running without
 a break since T". Each ticker refreshes it every :data:`ALIVE_REFRESH_S` (with a lifetime
 of :data:`ALIVE_TTL_S`); the first ticker after a break of more than that lifetime starts
 a new T. A tick older than T, less :data:`MISSED_SLACK_S` (the time a running ticker may
@@ -36,19 +36,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from rqjobs.keys import SCHEDULES_ALIVE_SINCE_KEY
+
 if TYPE_CHECKING:
     from rqjobs.config import Settings
     from rqjobs.runtime import Runtime
     from rqjobs.schedules.spec import ScheduleSpec
-    from rqjobs.store.repository import TaskRecord
+    from rqjobs.store.records import TaskRecord
     from rqjobs.store.schedules import ScheduleStore
 
 log = logging.getLogger("rqjobs.schedules")
 
 #: a tick older than the start of the tickers' unbroken run minus this was missed
 MISSED_SLACK_S = 2.0
-#: Redis key: epoch seconds since which some ticker has run without a break
-ALIVE_SINCE_KEY = "rqjobs:schedules:alive-since"
 #: every ticker refreshes the key this often, and it lives this long unrefreshed
 ALIVE_REFRESH_S = 3.0
 ALIVE_TTL_S = 15.0
@@ -99,10 +99,10 @@ def check_schedules(settings: Settings) -> None:
     Called once the task modules are imported (a worker's start, ``schedule`` commands):
     :class:`~rqjobs.exceptions.ConfigError` names the file, the schedule and the key.
     """
-    from rqjobs.api import prepare_task
     from rqjobs.exceptions import ConfigError, InvalidInput
     from rqjobs.schedules.spec import check_tasks
-    from rqjobs.tasks.commons import registered_tasks
+    from rqjobs.task_request import prepare_task
+    from rqjobs.tasks.registry import registered_tasks
 
     where = str(settings.config_path or "config")
     check_tasks(settings.schedules, where, registered_tasks())
@@ -132,8 +132,8 @@ def new_row_values(
     runtime: Runtime, spec: ScheduleSpec, tick: datetime | None, *, note: str | None = None
 ) -> dict[str, Any]:
     """The columns of a row for ``spec`` at ``tick`` (checked like any enqueue)."""
-    from rqjobs.api import prepare_task
-    from rqjobs.store.repository import row_values
+    from rqjobs.store.records import row_values
+    from rqjobs.task_request import prepare_task
 
     prepared = prepare_task(
         runtime.settings,
@@ -170,7 +170,7 @@ class Ticker:
         self.specs = [s for s in runtime.settings.schedules if s.enabled]
         #: schedule name -> monotonic time at which to look at it again
         self._due_at: dict[str, float] = {}
-        #: when the tickers' unbroken run began (see ALIVE_SINCE_KEY), and when to refresh it
+        #: when the tickers' unbroken run began (see SCHEDULES_ALIVE_SINCE_KEY), and when to refresh it
         self.alive_since: datetime | None = None
         self._refresh_at = 0.0
         self._store: ScheduleStore | None = None
@@ -198,7 +198,9 @@ class Ticker:
         from datetime import timezone
 
         now_s = time.time()
-        raw = self.runtime.redis.eval(_ALIVE_SCRIPT, 1, ALIVE_SINCE_KEY, repr(now_s), int(ALIVE_TTL_S * 1000))
+        raw = self.runtime.redis.eval(
+            _ALIVE_SCRIPT, 1, SCHEDULES_ALIVE_SINCE_KEY, repr(now_s), int(ALIVE_TTL_S * 1000)
+        )
         self.alive_since = datetime.fromtimestamp(float(raw), timezone.utc)
         return self.alive_since
 

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from rqjobs import defaults
 from rqjobs.status import WAITING, TaskStatus
 from rqjobs.store.models import schedules_table, tasks_table, utcnow
-from rqjobs.store.repository import TaskRecord, _record
+from rqjobs.store.records import TaskRecord, record_of
 from rqjobs.store.retry import run_with_retry
 
 T = TypeVar("T")
@@ -87,7 +87,12 @@ class ScheduleStore:
         self.retry_s = retry_s
 
     def _run(
-        self, what: str, work: Callable[[Connection], T], *, readonly: bool = False, verify: Any = None
+        self,
+        what: str,
+        work: Callable[[Connection], T],
+        *,
+        readonly: bool = False,
+        verify: Callable[[Connection], T | None] | None = None,
     ) -> T:
         return run_with_retry(
             self.engine, work, budget_s=self.retry_s, what=what, readonly=readonly, verify=verify
@@ -120,7 +125,7 @@ class ScheduleStore:
                 )
                 row = conn.execute(stmt).first()
                 if row is not None:
-                    out[name] = _record(row)
+                    out[name] = record_of(row)
             return out
 
         return self._run("read the rows of the last ticks", work, readonly=True)
@@ -204,7 +209,7 @@ class ScheduleStore:
             ).first()
             if found is None:
                 return None
-            record = _record(found)
+            record = record_of(found)
             return Claim("created" if record.status in WAITING else "skipped", record)
 
         try:
@@ -229,7 +234,7 @@ class ScheduleStore:
             found = conn.execute(
                 select(tasks_table).where(_t.schedule == name, _t.created_at == created_at)
             ).first()
-            return None if found is None else _record(found)
+            return None if found is None else record_of(found)
 
         return self._run(f"record a run of schedule {name}", work, verify=landed)
 

@@ -1,17 +1,19 @@
-"""Rich renderables for the CLI. Pure functions of rows: no I/O, no printing."""
+"""Rich renderables for ``status``, ``show``, ``tasks`` and the outcomes of ``retry``/``cancel``.
+
+Pure functions of rows: no I/O, no printing.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.measure import Measurement
 from rich.panel import Panel
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -152,6 +154,8 @@ def task_detail(row: TaskRecord) -> Group:
     info.add_row("worker", row.worker or "-")
     parts: list[Any] = [info]
     if row.result is not None:
+        from rich.syntax import Syntax  # pygments: ~70 ms of imports that only `show` needs
+
         parts.append(
             Panel(
                 Syntax(json.dumps(row.result, indent=2, ensure_ascii=False), "json", word_wrap=True),
@@ -183,101 +187,6 @@ def tasks_table(tasks: Sequence[Mapping[str, Any]]) -> Table:
     return table
 
 
-# -- tail ---------------------------------------------------------------------------------
-
-
-def last_log_line(log: str | None) -> str:
-    """The last line of the log that is not a header: usually the exception."""
-    for line in reversed((log or "").splitlines()):
-        line = line.strip()
-        if line and not line.startswith("---"):
-            return line
-    return ""
-
-
-def change_detail(row: TaskRecord) -> str:
-    """The few words after the progress in a tail line: message, time taken, or why it ended."""
-    if row.status == TaskStatus.RUNNING.value:
-        return row.progress_message or ""
-    if row.status == TaskStatus.FINISHED.value:
-        return f"took {format_duration(row.duration_s)}"
-    if row.status in (TaskStatus.FAILED.value, TaskStatus.CANCELED.value):
-        return last_log_line(row.log)
-    parts = []
-    if row.status == TaskStatus.SCHEDULED.value and row.scheduled_for:
-        parts.append(f"at {row.scheduled_for.astimezone().isoformat(timespec='seconds')}")
-    if row.attempts:
-        parts.append(f"retry after attempt {row.attempts}")
-    return ", ".join(parts)
-
-
-def change_line(row: TaskRecord, when: datetime) -> str:
-    """One line per change, for pipes: ``2026-11-29T10:00:01 #42 send-mail running 50% resizing``."""
-    stamp = when.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
-    line = f"{stamp} #{row.id} {row.name} {row.status} {row.progress}%"
-    detail = " ".join(change_detail(row).split())  # one line, whatever the message holds
-    return f"{line} {detail}" if detail else line
-
-
-def ended_summary(row: TaskRecord) -> Text:
-    """The line a task leaves above the live view when it ends."""
-    marks = {TaskStatus.FINISHED.value: "✓", TaskStatus.FAILED.value: "✗", TaskStatus.CANCELED.value: "■"}
-    text = Text(f"{marks.get(row.status, '·')} ", style=STATUS_STYLES.get(row.status, ""))
-    text.append(f"#{row.id} ", style="bold")
-    text.append(f"{row.name} ")
-    text.append(row.status, style=STATUS_STYLES.get(row.status, ""))
-    detail = change_detail(row)
-    if detail:
-        text.append(f"  {detail}", style="dim" if row.status == TaskStatus.FINISHED.value else "")
-    text.append(f"  ({row.description})", style="dim")
-    text.no_wrap = True
-    text.overflow = "ellipsis"
-    return text
-
-
-class TailView:
-    """The live part of ``rqjobs tail``: one progress bar per waiting or running task."""
-
-    def __init__(self, rows: Sequence[TaskRecord], heading: str, more: int = 0) -> None:
-        self.rows = rows
-        self.heading = heading
-        self.more = more
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        from rich.progress_bar import ProgressBar
-
-        yield Text(self.heading, style="dim", no_wrap=True, overflow="ellipsis")
-        if not self.rows:
-            return
-        table = Table.grid(padding=(0, 1))
-        table.add_column(justify="right", no_wrap=True)
-        table.add_column(no_wrap=True, max_width=16, overflow="ellipsis")
-        table.add_column(no_wrap=True, width=20)
-        table.add_column(justify="right", no_wrap=True)
-        table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
-        # leave room for the heading and the "more" line
-        shown = self.rows[: max(1, options.size.height - 3)] if options.size.height else self.rows
-        for row in shown:
-            waiting = row.status != TaskStatus.RUNNING.value
-            bar = ProgressBar(total=100, completed=0 if waiting else row.progress, width=20)
-            state = status_text(row.status)
-            if not waiting:
-                state.append(f" {format_duration(row.duration_s)}", style="dim")
-            table.add_row(
-                f"#{row.id}",
-                row.name,
-                bar,
-                "" if waiting else f"{row.progress}%",
-                state,
-                Text(change_detail(row), style="dim" if waiting else ""),
-            )
-        yield table
-        hidden = self.more + len(self.rows) - len(shown)
-        if hidden > 0:
-            yield Text(f"… and {hidden} more", style="dim")
-
-
 # -- retry / cancel -----------------------------------------------------------------------
 
 
@@ -287,77 +196,6 @@ def outcome_line(task_id: int, ok: bool, action: str, detail: str) -> Text:
     if detail:
         text.append(f": {detail}")
     return text
-
-
-# -- stats --------------------------------------------------------------------------------
-
-SPARK_CHARS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: Sequence[int]) -> str:
-    """One character per value, scaled to the largest; zero is a blank, any other at least ▁."""
-    top = max(values, default=0)
-    if top <= 0:
-        return " " * len(values)
-    out = []
-    for value in values:
-        if value <= 0:
-            out.append(" ")
-        else:
-            out.append(SPARK_CHARS[min(len(SPARK_CHARS) - 1, (value * len(SPARK_CHARS) - 1) // top)])
-    return "".join(out)
-
-
-def _pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate * 100:.0f}%"
-
-
-def stats_view(stats: Any, window: str) -> Group:
-    """The per-name table and a chart of runs ended over time (finished and failed)."""
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("TASK", no_wrap=True, max_width=18, overflow="ellipsis")
-    for header in ("DONE", "FAILED", "CANCEL", "ACTIVE"):
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("FAIL%", justify="right", no_wrap=True)
-    table.add_column("P50", justify="right", no_wrap=True)
-    table.add_column("P95", justify="right", no_wrap=True)
-    table.add_column("MAX", justify="right", no_wrap=True)
-    for task in stats.tasks:
-        c = task.counts
-        active = c["queued"] + c["scheduled"] + c["running"]
-        style = "red" if c["failed"] else None
-        table.add_row(
-            task.name,
-            str(c["finished"]),
-            str(c["failed"]),
-            str(c["canceled"]),
-            str(active),
-            _pct(task.failure_rate),
-            format_duration(task.p50_s),
-            format_duration(task.p95_s),
-            format_duration(task.max_s),
-            style=style,
-        )
-    if not stats.tasks:
-        return Group(Text(f"no tasks {window}"))
-    timeline = stats.timeline
-    start = timeline.start.astimezone()
-    end = timeline.end.astimezone()
-    fmt = "%H:%M" if end - start <= timedelta(days=1) else "%m-%d %H:%M"
-    chart = Table.grid(padding=(0, 1))
-    chart.add_column(no_wrap=True)
-    chart.add_column(no_wrap=True)
-    chart.add_column(no_wrap=True, style="dim")
-    chart.add_row(
-        "finished", Text(sparkline(timeline.finished), style="green"), f"max {max(timeline.finished)}"
-    )
-    chart.add_row("failed", Text(sparkline(timeline.failed), style="red"), f"max {max(timeline.failed)}")
-    left, right = start.strftime(fmt), end.strftime(fmt)
-    gap = max(1, len(timeline.finished) - len(left) - len(right))
-    chart.add_row("", Text(f"{left}{' ' * gap}{right}", style="dim"), "")
-    title = Text(f"tasks created {window}", style="bold", no_wrap=True, overflow="ellipsis")
-    heading = Text(f"runs ended, per {format_duration(timeline.bucket_s)}", style="bold", no_wrap=True)
-    return Group(title, table, Text(""), heading, chart)
 
 
 def schedules_table(views: Sequence[Any]) -> Table:

@@ -1,8 +1,7 @@
 """``rqjobs schedule ...``: list the ``[[schedule]]`` tables, run one now, pause, resume.
 
-A Typer sub-app that :mod:`rqjobs.cli` adds with one line. Thin like the rest of the CLI:
-each command is one call into :mod:`rqjobs.schedules.service` plus rendering. Heavy
-imports stay inside the commands.
+Thin like the rest of the CLI: each command is one call into
+:mod:`rqjobs.schedules.service` plus rendering. Heavy imports stay inside the commands.
 """
 
 from __future__ import annotations
@@ -11,12 +10,12 @@ from typing import Annotated
 
 import typer
 
+from rqjobs.cli.context import GROUP_SETTINGS, JsonOption, echo_json, info, runtime_from, stdout
+
 schedule_app = typer.Typer(
     help="Recurring tasks: the [[schedule]] tables of rqjobs.toml (every worker fires them).",
     epilog="Example: rqjobs schedule list",
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode=None,
+    **GROUP_SETTINGS,
 )
 
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name in rqjobs.toml.")]
@@ -25,29 +24,24 @@ NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The schedule'
 @schedule_app.command("list")
 def list_command(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Every schedule: task, cron or interval, timezone, next tick, last tick and its row's status.
 
     Example: rqjobs schedule list --json
     """
-    from rqjobs.cli import _stdout, runtime_from
     from rqjobs.schedules.service import list_schedules
 
     views = list_schedules(runtime_from(ctx))
     if as_json:
-        import json
-
-        typer.echo(json.dumps([v.to_dict() for v in views], indent=2, ensure_ascii=False))
+        echo_json([v.to_dict() for v in views], ensure_ascii=False)
         return
-    from rqjobs.render import schedules_table
-
     if not views:
-        from rqjobs.cli import _info
-
-        _info("no schedules: add [[schedule]] tables to rqjobs.toml (see config.example.toml)")
+        info("no schedules: add [[schedule]] tables to rqjobs.toml (see config.example.toml)")
         return
-    _stdout().print(schedules_table(views))
+    from rqjobs.cli.render.tables import schedules_table
+
+    stdout().print(schedules_table(views))
 
 
 @schedule_app.command("run")
@@ -56,12 +50,11 @@ def run_command(ctx: typer.Context, name: NameArgument) -> None:
 
     Example: rqjobs schedule run nightly-report
     """
-    from rqjobs.cli import _info, runtime_from
     from rqjobs.schedules.service import run_schedule
 
     record = run_schedule(runtime_from(ctx), name)
     typer.echo(record.id)
-    _info(f"[dim]task {record.id} ({record.name}) {record.status} on queue {record.queue}[/dim]")
+    info(f"[dim]task {record.id} ({record.name}) {record.status} on queue {record.queue}[/dim]")
 
 
 @schedule_app.command("pause")
@@ -85,9 +78,8 @@ def resume_command(ctx: typer.Context, name: NameArgument) -> None:
 def _set_paused(ctx: typer.Context, name: str, paused: bool) -> None:
     from rich.markup import escape
 
-    from rqjobs.cli import _info, runtime_from
     from rqjobs.schedules.service import set_paused
 
     changed = set_paused(runtime_from(ctx), name, paused)
     word = "paused" if paused else "resumed"
-    _info(escape(f"schedule {name} {word}" if changed else f"schedule {name} was already {word}"))
+    info(escape(f"schedule {name} {word}" if changed else f"schedule {name} was already {word}"))
