@@ -12,10 +12,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rqjobs import defaults as d
 from rqjobs.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from rqjobs.schedules.spec import ScheduleSpec
 
 ENV_PREFIX = "RQJOBS_"
 
@@ -70,6 +73,8 @@ class Settings:
     url_timeout_s: float = d.URL_TIMEOUT_S
     url_max_bytes: int = d.URL_MAX_BYTES
     mail: MailSettings = field(default_factory=MailSettings)
+    #: the ``[[schedule]]`` tables, validated (their tasks are checked once the task modules load)
+    schedules: tuple[ScheduleSpec, ...] = ()
 
     @property
     def embedded_redis(self) -> bool:
@@ -211,7 +216,13 @@ def load_settings(
 
     values: dict[str, Any] = {}
     mail_values: dict[str, Any] = {}
+    schedules: tuple[ScheduleSpec, ...] = ()
     for key, value in raw.items():
+        if key == "schedule":
+            from rqjobs.schedules.spec import parse_schedules
+
+            schedules = parse_schedules(value, where)
+            continue
         if key == "mail":
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [mail] must be a table")
@@ -256,6 +267,7 @@ def load_settings(
         data_dir=data_dir,
         database_url=database_url,
         mail=mail,
+        schedules=schedules,
         **values,
     )
 

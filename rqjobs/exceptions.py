@@ -50,6 +50,10 @@ class InvalidSchedule(InvalidInput):
     """The time given for the task is not valid."""
 
 
+class UnknownSchedule(InvalidInput):
+    """No schedule is configured under that name."""
+
+
 class TaskDefinitionError(RqjobsError):
     """A task is defined in a way rqjobs cannot register."""
 

@@ -20,6 +20,9 @@ RECONCILE_TURN_KEY = "rqjobs:reconcile:turn"
 SUSPECT_KEY_PREFIX = "rqjobs:reconcile:suspect:"
 #: the RQ job id of a row made for a job enqueued without rqjobs (its id is not the row's)
 FOREIGN_JOB_KEY_PREFIX = "rqjobs:task-job:"
+#: epoch seconds since which some schedule ticker has run without a break (short-lived,
+#: refreshed by every ticker; see rqjobs.schedules.ticker)
+SCHEDULES_ALIVE_SINCE_KEY = "rqjobs:schedules:alive-since"
 
 
 def liveness_key(label: str) -> str:

@@ -122,3 +122,23 @@ def test_config_example_documents_every_key_and_loads() -> None:
         assert f"{key} =" in text, f"config.example.toml does not document mail.{key}"
     settings = load_settings(example, env={})
     assert settings.default_timeout_s == 180 and settings.mail.backend == "outbox"
+    assert settings.schedules == ()  # the [[schedule]] examples are commented out
+
+
+def test_config_example_schedules_document_every_key_and_load(tmp_path: Path) -> None:
+    """The commented [[schedule]] examples name every schedule key and, uncommented, load."""
+    from rqjobs.schedules.spec import SCHEDULE_KEYS
+    from tests.conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "config.example.toml").read_text()
+    block = text[text.index("# [[schedule]]") :]
+    for key in SCHEDULE_KEYS:
+        assert f"# {key} =" in block, f"config.example.toml does not document schedule key {key}"
+    uncommented = "\n".join(line[2:] if line.startswith("# ") else "" for line in block.splitlines())
+    path = tmp_path / "rqjobs.toml"
+    path.write_text(uncommented)
+    schedules = load_settings(path, env={}).schedules
+    assert [(s.name, s.spec_text, s.timezone) for s in schedules] == [
+        ("nightly-count", "cron 30 2 * * *", "Europe/Berlin"),
+        ("heartbeat", "every 10m", "UTC"),
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -111,8 +112,12 @@ def test_db_upgrade_keeps_rows_and_outdated_schema_is_refused_clearly(
 
     store = project.store()
     assert schema.current_revision(store.engine) == schema.SCHEMA_HEAD
-    indexes = {ix["name"] for ix in inspect(store.engine).get_indexes("tasks")}
+    indexes = {ix["name"]: ix for ix in inspect(store.engine).get_indexes("tasks")}
     assert "ix_tasks_status_finished" in indexes
+    # 0003: one row per (schedule, tick), enforced by the database on the upgraded table
+    assert indexes["uq_tasks_schedule_tick"]["unique"]
+    assert indexes["uq_tasks_schedule_tick"]["column_names"] == ["schedule", "schedule_tick"]
+    assert inspect(store.engine).has_table("schedules")
     rows = {r.id: r for r in store.find(limit=None)}
     assert sorted(rows) == [1, 2, 3]
     assert rows[1].status == "finished" and rows[1].result == {"result": 3}
@@ -133,6 +138,31 @@ def test_db_upgrade_keeps_rows_and_outdated_schema_is_refused_clearly(
     assert row.status == "finished" and row.result == {"echo": "日本語 🎉"}
     assert row.description == "after the upgrade ✓"
     assert row.started_at.microsecond or row.finished_at.microsecond  # sub-second times everywhere
+    _one_row_per_tick_is_enforced(store)
+
+
+def _one_row_per_tick_is_enforced(store: Any) -> None:
+    """The schedule's claim on an upgraded table: a second row for a tick is refused."""
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from rqjobs.store.models import tasks_table
+    from rqjobs.store.records import row_values
+    from rqjobs.store.schedules import ScheduleStore
+
+    tick = datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc)
+    schedules = ScheduleStore(store.engine)
+    values = row_values(name="add", description="tick", queue="default", args=[1, 2], kwargs={}, timeout_s=9)
+    first = schedules.claim_tick("nightly", tick, values, skip_if_running=True)
+    assert first.outcome == "created" and first.record is not None
+    again = row_values(name="add", description="tick", queue="default", args=[1, 2], kwargs={}, timeout_s=9)
+    assert schedules.claim_tick("nightly", tick, again, skip_if_running=True).outcome == "taken"
+    # even a writer that ignores the schedules table cannot add a second row for the tick
+    with pytest.raises(IntegrityError):
+        with store.engine.begin() as conn:
+            conn.execute(insert(tasks_table), {**again, "schedule": "nightly", "schedule_tick": tick})
+    rows = store.find(schedules=["nightly"], limit=None)
+    assert [(r.id, r.schedule_tick) for r in rows] == [(first.record.id, tick)]
 
 
 @pytest.mark.parametrize("command", [("status",), ("db", "upgrade")])

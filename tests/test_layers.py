@@ -23,13 +23,22 @@ LAYERS: list[list[str]] = [
         "rqjobs.status",
         "rqjobs.timeparse",
     ],
-    ["rqjobs.config"],
+    # a schedule's spec is part of the config (validated when the file is read)
+    ["rqjobs.config", "rqjobs.schedules.spec"],
     # the registry is a plain lookup table the broker's job class reads; the decorator fills it
     ["rqjobs.store", "rqjobs.migrations", "rqjobs.broker", "rqjobs.tasks.registry"],
     ["rqjobs.runtime"],
     ["rqjobs.tasks"],
-    ["rqjobs.api", "rqjobs.stats", "rqjobs.follow", "rqjobs.worker.process", "rqjobs.worker.liveness"],
-    ["rqjobs.reconcile"],
+    [
+        "rqjobs.api",
+        "rqjobs.task_request",
+        "rqjobs.stats",
+        "rqjobs.follow",
+        "rqjobs.worker.process",
+        "rqjobs.worker.liveness",
+    ],
+    # the schedule ticker and operator actions enqueue through the api; the worker runs the ticker
+    ["rqjobs.reconcile", "rqjobs.schedules"],
     ["rqjobs.worker"],
     ["rqjobs.cli", "rqjobs.__main__", "rqjobs"],
 ]

@@ -19,6 +19,7 @@ from rqjobs.cli.errors import RqjobsGroup
 from rqjobs.cli.inspect import show, status, tasks
 from rqjobs.cli.manage import cancel, prune, reconcile, retry
 from rqjobs.cli.redis import redis_app
+from rqjobs.cli.schedule import schedule_app
 from rqjobs.cli.stats import stats
 from rqjobs.cli.tail import tail
 from rqjobs.cli.worker import worker
@@ -36,6 +37,7 @@ for command in (worker, status, show, tasks, tail, retry, cancel, stats, prune):
     app.command()(command)
 app.add_typer(redis_app, name="redis")
 app.add_typer(db_app, name="db")
+app.add_typer(schedule_app, name="schedule")
 app.command()(reconcile)
 
 

@@ -35,6 +35,9 @@ def status(
         Optional[int], typer.Option(min=1, max=MAX_ID, help="How many rows (default from config: 20).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    schedule: Annotated[
+        Optional[list[str]], typer.Option("--schedule", help="Only rows made by this schedule (repeatable).")
+    ] = None,
 ) -> None:
     """List tasks, newest first; status flags combine.
 
@@ -55,14 +58,18 @@ def status(
     runtime = runtime_from(ctx)
     store = runtime.store
     rows = store.find(
-        statuses=statuses, names=name or (), since=since_dt, limit=limit or runtime.settings.status_limit
+        statuses=statuses,
+        names=name or (),
+        since=since_dt,
+        limit=limit or runtime.settings.status_limit,
+        schedules=schedule or (),
     )
     if as_json:
         echo_json([r.to_dict() for r in rows], ensure_ascii=False)
         return
     from rqjobs.cli.render.tables import status_table
 
-    counts = store.counts_by_status(names=name or (), since=since_dt)
+    counts = store.counts_by_status(names=name or (), since=since_dt, schedules=schedule or ())
     stdout().print(status_table(rows, counts))
 
 

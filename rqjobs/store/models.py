@@ -15,7 +15,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
 
@@ -94,6 +94,15 @@ tasks_table = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("worker", String(200)),
+    # rows made by a [[schedule]]: its name and the tick the row is for (NULL for a run
+    # outside the ticks, `rqjobs schedule run`); migration 0003
+    Column("schedule", String(200)),
+    Column("schedule_tick", UTCDateTime),
+    # at most one row per (schedule, tick), whichever workers race for it: a unique index
+    # (SQLite adds one without rebuilding the table, unlike a constraint); NULLs are
+    # distinct on every supported database, so other rows are unaffected. Also serves
+    # `status --schedule NAME`
+    Index("uq_tasks_schedule_tick", "schedule", "schedule_tick", unique=True),
     # `status --failed` and the status footer; newest first within a status
     Index("ix_tasks_status_id", "status", "id"),
     # `status --name X --since 1h`
@@ -104,6 +113,25 @@ tasks_table = Table(
     # SQLite reuses the largest rowid after a delete unless AUTOINCREMENT is on;
     # the id is also the RQ job id, so it must never come back
     sqlite_autoincrement=True,
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+
+#: one row per schedule that a worker has seen: where its ticking stands, and whether an
+#: operator paused it (kept in SQL, so a restart of Redis or of every worker forgets nothing)
+schedules_table = Table(
+    "schedules",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    #: the newest tick handled (a row made, recorded as skipped, or passed over by catch_up)
+    Column("last_tick", UTCDateTime),
+    #: the newest row this schedule made that was not a skip (skip_if_running looks at it)
+    Column("last_task_id", Integer),
+    Column("paused", Boolean(create_constraint=False), nullable=False, default=False),
+    Column("paused_at", UTCDateTime),
+    Column("paused_by", String(200)),
+    Column("updated_at", UTCDateTime, nullable=False),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_bin",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,9 @@ class TaskRecord:
     started_at: datetime | None
     finished_at: datetime | None
     worker: str | None
+    #: the [[schedule]] that made the row, and the tick it is for (None: not scheduled, or run by hand)
+    schedule: str | None = None
+    schedule_tick: datetime | None = None
 
     @property
     def job_id(self) -> str:
@@ -70,3 +74,47 @@ def attempt_log_entry(
     place = f" on {where}" if where else ""
     detail = detail.rstrip("\n")
     return f"--- attempt {attempt} {what} at {when.isoformat(timespec='seconds')}{place} ---\n{detail}\n"
+
+
+def row_values(
+    *,
+    name: str,
+    description: str,
+    queue: str,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    timeout_s: int,
+    max_retries: int = 0,
+    retry_intervals: list[int] | None = None,
+    scheduled_for: datetime | None = None,
+    status: str | None = None,
+    worker: str | None = None,
+    attempts: int = 0,
+    started_at: datetime | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Every column of a new row (``extra``: more columns, e.g. the schedule's)."""
+    now = utcnow()
+    return {
+        "name": name,
+        "description": description,
+        "queue": queue,
+        "args": list(args),
+        "kwargs": dict(kwargs),
+        "status": status or (TaskStatus.SCHEDULED if scheduled_for else TaskStatus.QUEUED).value,
+        "progress": 0,
+        "progress_message": None,
+        "result": None,
+        "log": None,
+        "attempts": attempts,
+        "max_retries": max_retries,
+        "retry_intervals": retry_intervals,
+        "timeout_s": timeout_s,
+        "created_at": now,
+        "enqueued_at": now,
+        "scheduled_for": scheduled_for,
+        "started_at": started_at,
+        "finished_at": None,
+        "worker": worker,
+        **extra,
+    }

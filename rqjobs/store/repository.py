@@ -38,7 +38,7 @@ from rqjobs import defaults
 from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
 from rqjobs.store.aggregates import AggregateReads
 from rqjobs.store.models import Task, utcnow
-from rqjobs.store.records import TaskRecord, attempt_log_entry, record_of
+from rqjobs.store.records import TaskRecord, attempt_log_entry, record_of, row_values
 from rqjobs.store.retry import is_transient, run_with_retry, short_reason, values_landed
 
 log = logging.getLogger("rqjobs.store")
@@ -107,47 +107,14 @@ class TaskStore(AggregateReads):
 
     # -- writes ---------------------------------------------------------------------
 
-    def insert(
-        self,
-        *,
-        name: str,
-        description: str,
-        queue: str,
-        args: Sequence[Any],
-        kwargs: dict[str, Any],
-        timeout_s: int,
-        max_retries: int = 0,
-        retry_intervals: list[int] | None = None,
-        scheduled_for: datetime | None = None,
-        status: str | None = None,
-        worker: str | None = None,
-        attempts: int = 0,
-        started_at: datetime | None = None,
-    ) -> TaskRecord:
-        """Insert and commit a new row; returns its snapshot (no re-read)."""
-        now = utcnow()
-        values: dict[str, Any] = {
-            "name": name,
-            "description": description,
-            "queue": queue,
-            "args": list(args),
-            "kwargs": dict(kwargs),
-            "status": status or (TaskStatus.SCHEDULED if scheduled_for else TaskStatus.QUEUED).value,
-            "progress": 0,
-            "progress_message": None,
-            "result": None,
-            "log": None,
-            "attempts": attempts,
-            "max_retries": max_retries,
-            "retry_intervals": retry_intervals,
-            "timeout_s": timeout_s,
-            "created_at": now,
-            "enqueued_at": now,
-            "scheduled_for": scheduled_for,
-            "started_at": started_at,
-            "finished_at": None,
-            "worker": worker,
-        }
+    def insert(self, **columns: Any) -> TaskRecord:
+        """Insert and commit a new row; returns its snapshot (no re-read).
+
+        ``columns`` are :func:`~rqjobs.store.records.row_values`' keyword arguments (name,
+        description, queue, args, kwargs, timeout_s, and optionally the rest).
+        """
+        values = row_values(**columns)
+        name, description, now = values["name"], values["description"], values["created_at"]
 
         def work(conn: Connection) -> int:
             key = conn.execute(_INSERT, values).inserted_primary_key
@@ -421,6 +388,7 @@ class TaskStore(AggregateReads):
         limit: int | None = 20,
         after_id: int | None = None,
         oldest_first: bool = False,
+        schedules: Sequence[str] = (),
     ) -> list[TaskRecord]:
         """Rows matching every filter given, newest first, ``limit`` applied in SQL."""
         stmt = select(_table)
@@ -428,6 +396,8 @@ class TaskStore(AggregateReads):
             stmt = stmt.where(_c.status.in_(list(statuses)))
         if names:
             stmt = stmt.where(_c.name.in_(list(names)))
+        if schedules:
+            stmt = stmt.where(_c.schedule.in_(list(schedules)))
         if since is not None:
             stmt = stmt.where(_c.created_at >= since)
         if after_id is not None:
@@ -437,10 +407,14 @@ class TaskStore(AggregateReads):
             stmt = stmt.limit(limit)
         return self._read("list tasks", lambda conn: [record_of(row) for row in conn.execute(stmt)])
 
-    def counts_by_status(self, *, names: Sequence[str] = (), since: datetime | None = None) -> dict[str, int]:
+    def counts_by_status(
+        self, *, names: Sequence[str] = (), since: datetime | None = None, schedules: Sequence[str] = ()
+    ) -> dict[str, int]:
         stmt = select(_c.status, func.count()).group_by(_c.status)
         if names:
             stmt = stmt.where(_c.name.in_(list(names)))
+        if schedules:
+            stmt = stmt.where(_c.schedule.in_(list(schedules)))
         if since is not None:
             stmt = stmt.where(_c.created_at >= since)
         found = self._read("count tasks", lambda conn: {status: int(n) for status, n in conn.execute(stmt)})

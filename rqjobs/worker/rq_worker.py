@@ -26,6 +26,7 @@ from rq.worker import Worker
 
 from rqjobs.broker.job import RqjobsJob, task_id_of
 from rqjobs.hostpid import host_pid
+from rqjobs.schedules.ticker import ScheduleTickerMixin, check_schedules
 from rqjobs.status import WAITING, TaskStatus
 from rqjobs.store.models import utcnow
 from rqjobs.store.repository import attempt_log_entry
@@ -55,11 +56,12 @@ class TrackingDeathPenalty(UnixSignalDeathPenalty):
         super().handle_death_penalty(signum, frame)
 
 
-class RqjobsWorker(WorkerHealthMixin, Worker):
+class RqjobsWorker(ScheduleTickerMixin, WorkerHealthMixin, Worker):
     """A forking RQ worker that keeps task rows truthful.
 
     :class:`~rqjobs.worker.health.WorkerHealthMixin` adds the liveness key, periodic
-    reconcile, horses that die with the worker, and tolerance of Redis outages.
+    reconcile, horses that die with the worker, and tolerance of Redis outages;
+    :class:`~rqjobs.schedules.ticker.ScheduleTickerMixin` fires the ``[[schedule]]`` ticks.
     """
 
     death_penalty_class = TrackingDeathPenalty
@@ -312,6 +314,7 @@ def run_worker(
     :func:`rqjobs.worker.supervisor.run_supervised`), with the retries still awaited.
     """
     commons.load_task_modules(runtime.settings)
+    check_schedules(runtime.settings)  # an unknown task or bad arguments: refused before any work
     # open the task database now: a wrong URL or a schema that needs `rqjobs db upgrade`
     # stops the worker with a clear error instead of failing every job it takes
     runtime.store  # noqa: B018

@@ -110,6 +110,11 @@ def _when(value: datetime | None) -> str:
     return value.astimezone().isoformat(timespec="seconds") if value else "-"
 
 
+def _short_when(value: datetime | None) -> str:
+    """Local time to the second, without the offset (narrow columns)."""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
 def _gap(start: datetime | None, end: datetime | None, what: str) -> str:
     if start is None or end is None or end < start:
         return ""
@@ -129,6 +134,9 @@ def task_detail(row: TaskRecord) -> Group:
         "progress", f"{row.progress}%" + (f"  {row.progress_message}" if row.progress_message else "")
     )
     info.add_row("queue", row.queue)
+    if row.schedule:
+        tick = f"tick {_when(row.schedule_tick)}" if row.schedule_tick else "run by hand, outside the ticks"
+        info.add_row("schedule", Text(f"{row.schedule} ({tick})"))
     info.add_row("args", json.dumps(row.args, ensure_ascii=False))
     info.add_row("kwargs", json.dumps(row.kwargs, ensure_ascii=False))
     retry = f"{row.max_retries} retries" + (
@@ -188,3 +196,25 @@ def outcome_line(task_id: int, ok: bool, action: str, detail: str) -> Text:
     if detail:
         text.append(f": {detail}")
     return text
+
+
+def schedules_table(views: Sequence[Any]) -> Table:
+    """``rqjobs schedule list``: one line per configured schedule (cells are data, not markup)."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for title in ("NAME", "TASK", "SPEC", "TIMEZONE", "NEXT TICK", "LAST TICK", "LAST ROW", "STATE"):
+        table.add_column(title, overflow="fold")
+    for view in views:
+        last_row = Text("-")
+        if view.last_task_id is not None:
+            last_row = Text(f"#{view.last_task_id} ") + status_text(view.last_status or "")
+        table.add_row(
+            Text(view.spec.name),
+            Text(view.spec.task),
+            Text(view.spec.spec_text),
+            Text(view.spec.timezone),
+            _short_when(view.next_tick),
+            _short_when(view.last_tick),
+            last_row,
+            Text(view.state, style="yellow" if view.state != "active" else ""),
+        )
+    return table
