@@ -3,116 +3,28 @@
 ``enqueue_task`` is the okpy seed made safe: validate everything first (a refusal
 writes nothing), commit the row, *then* put the job in Redis under ``str(row.id)``.
 If Redis fails, the row is marked failed with the reason before the error reaches the
-caller, so no row is ever left ``queued`` for a job that does not exist.
+caller, so no row is ever left ``queued`` for a job that does not exist. The checks
+themselves live in :mod:`rqjobs.checks` (``--dry-run`` runs them alone).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from rqjobs.exceptions import (
-    EnqueueFailed,
-    InvalidInput,
-    InvalidSchedule,
-    InvalidTaskArguments,
-    TaskDefinitionError,
-)
-from rqjobs.tasks.registry import TaskSpec, get_task
+from rqjobs.checks import TaskPlan, check_task, resolve_schedule
+from rqjobs.exceptions import EnqueueFailed, InvalidInput
+from rqjobs.tasks.registry import get_task as task_spec
 
 if TYPE_CHECKING:
-    from rqjobs.config import Settings
     from rqjobs.runtime import Runtime
     from rqjobs.store.repository import TaskRecord
 
 
-#: a year: anything longer is a typo, and larger values overflow the integer columns
-MAX_SECONDS = 366 * 86_400
-MAX_RETRIES = 1000
-
-
-def _resolve_options(
-    spec: TaskSpec,
-    settings: Settings,
-    queue: str | None,
-    timeout_s: int | None,
-    retries: int | None,
-    retry_interval_s: int | list[int] | None,
-) -> tuple[str, int, int, list[int] | None]:
-    queue = queue or spec.queue or settings.default_queue
-    timeout = timeout_s if timeout_s is not None else spec.timeout_s
-    timeout = timeout if timeout is not None else settings.default_timeout_s
-    max_retries = retries if retries is not None else spec.retries
-    max_retries = max_retries if max_retries is not None else settings.default_retries
-    interval = retry_interval_s if retry_interval_s is not None else spec.retry_interval_s
-    if interval is None:
-        interval = settings.default_retry_interval_s
-    intervals = [interval] if isinstance(interval, int) else list(interval)
-    if not queue or not queue.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise InvalidTaskArguments(f"invalid queue name {queue!r}")
-    if not 0 < timeout <= MAX_SECONDS:
-        raise InvalidTaskArguments(f"timeout must be between 1 and {MAX_SECONDS} seconds, got {timeout}")
-    if not 0 <= max_retries <= MAX_RETRIES:
-        raise InvalidTaskArguments(f"retries must be between 0 and {MAX_RETRIES}, got {max_retries}")
-    if not intervals or any((not isinstance(i, int)) or not 0 <= i <= MAX_SECONDS for i in intervals):
-        raise InvalidTaskArguments(
-            f"retry intervals must be seconds between 0 and {MAX_SECONDS}, got {interval!r}"
-        )
-    return queue, timeout, max_retries, (intervals if any(intervals) else None)
-
-
-def resolve_schedule(at: datetime | None, delay_s: float | None) -> datetime | None:
-    """When a scheduled task should run, in UTC; a naive ``at`` is local time.
-
-    Rounded up to a whole second: RQ schedules in whole seconds, and the row must not
-    promise a time before the job can run.
-    """
-    from rqjobs.timeparse import ceil_to_second
-
-    if at is not None and delay_s is not None:
-        raise InvalidSchedule("give either a time (at) or a delay, not both")
-    now = datetime.now(timezone.utc)
-    if delay_s is not None:
-        if not delay_s > 0:  # also refuses NaN
-            raise InvalidSchedule(f"the delay must be positive, got {delay_s} s")
-        try:
-            return ceil_to_second(now + timedelta(seconds=delay_s))
-        except OverflowError:
-            raise InvalidSchedule(f"the delay is too long: {delay_s} s") from None
-    if at is None:
-        return None
-    if not isinstance(at, datetime):
-        raise InvalidSchedule(f"the time must be a datetime, got {type(at).__name__}")
-    try:
-        when = at.astimezone(timezone.utc)  # a naive datetime is taken as local time
-        if when <= now:
-            raise InvalidSchedule(f"{at.isoformat()} is in the past")
-        return ceil_to_second(when)
-    except OverflowError:
-        raise InvalidSchedule(f"{at.isoformat()} is out of range") from None
-
-
-def _check_json(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    try:
-        json.dumps([args, kwargs])
-    except (TypeError, ValueError) as exc:
-        raise InvalidTaskArguments(f"{spec.name}: arguments must be JSON-serialisable: {exc}") from None
-
-
-def _as_keyword_arguments(spec: TaskSpec, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Arguments by parameter name -> keyword arguments (a ``**extra`` dict is spread out)."""
-    out: dict[str, Any] = {}
-    for name, value in arguments.items():
-        param = spec.signature.parameters.get(name)
-        if param is not None and param.kind is param.VAR_KEYWORD and isinstance(value, dict):
-            out.update(value)
-        else:
-            out[name] = value
-    return out
+__all__ = ["TaskPlan", "check_task", "enqueue_task", "resolve_schedule", "submit_job"]
 
 
 def enqueue_task(
@@ -126,50 +38,45 @@ def enqueue_task(
     at: datetime | None = None,
     delay_s: float | None = None,
     runtime: Runtime | None = None,
+    task_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> TaskRecord:
     """Record a task and enqueue its job; returns a snapshot of the new row.
 
-    Raises :class:`ValueError` (an :class:`~rqjobs.exceptions.InvalidInput`) for a bad
-    request, with nothing written, and :class:`~rqjobs.exceptions.EnqueueFailed` when
-    Redis failed, after marking the row failed.
+    The task's arguments follow ``task``: positionally or by keyword. A parameter whose
+    name is one of this function's own (``queue``, ``description``...) goes in
+    ``task_kwargs={"queue": ...}``. Raises :class:`ValueError` (an
+    :class:`~rqjobs.exceptions.InvalidInput`) for a bad request, with nothing written,
+    and :class:`~rqjobs.exceptions.EnqueueFailed` when Redis failed, after marking the
+    row failed.
     """
-    from rqjobs.runtime import get_runtime
+    from rqjobs.runtime import ready_runtime
 
-    if not isinstance(description, str) or not description.strip():
-        raise InvalidTaskArguments("a task needs a non-empty description")
-    runtime = runtime or get_runtime()
-    settings = runtime.settings
-    spec = get_task(task)
-    bound = spec.bind(args, kwargs)
-    _check_json(spec, args, kwargs)
-    if spec.validate is not None:
-        normalised = spec.validate(bound)
-        if normalised is not None:
-            if not isinstance(normalised, dict):
-                raise TaskDefinitionError(
-                    f"task {spec.name!r}: its validate function returned {type(normalised).__name__}; "
-                    "it must return None or a dict of arguments by parameter name"
-                )
-            # e.g. relative paths made absolute: the worker's cwd is not the caller's
-            args, kwargs = (), _as_keyword_arguments(spec, normalised)
-            spec.bind(args, kwargs)
-            _check_json(spec, args, kwargs)
-    queue_name, timeout, max_retries, intervals = _resolve_options(
-        spec, settings, queue, timeout_s, retries, retry_interval_s
+    runtime = ready_runtime(runtime)
+    plan = check_task(
+        task,
+        *args,
+        description=description,
+        queue=queue,
+        timeout_s=timeout_s,
+        retries=retries,
+        retry_interval_s=retry_interval_s,
+        at=at,
+        delay_s=delay_s,
+        runtime=runtime,
+        task_kwargs=task_kwargs,
+        **kwargs,
     )
-    scheduled_for = resolve_schedule(at, delay_s)
-
     record = runtime.store.insert(
-        name=spec.name,
-        description=description.strip(),
-        queue=queue_name,
-        args=args,
-        kwargs=kwargs,
-        timeout_s=timeout,
-        max_retries=max_retries,
-        retry_intervals=intervals,
-        scheduled_for=scheduled_for,
+        name=plan.name,
+        description=plan.description,
+        queue=plan.queue,
+        args=plan.args,
+        kwargs=plan.kwargs,
+        timeout_s=plan.timeout_s,
+        max_retries=plan.max_retries,
+        retry_intervals=plan.retry_intervals,
+        scheduled_for=plan.scheduled_for,
     )
     submit_job(runtime, record)
     return record
@@ -184,7 +91,7 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
     from rqjobs.exceptions import RqjobsError
     from rqjobs.store.repository import attempt_log_entry
 
-    spec = get_task(record.name)
+    spec = task_spec(record.name)
     try:
         queue = runtime.queue(record.queue)
         job = queue.create_job(
@@ -225,13 +132,6 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
 
 
 #: the "did it land after all?" probe after a failed enqueue waits at most this long
-
-
-def get_task_record(task_id: int, runtime: Runtime | None = None) -> TaskRecord | None:
-    """The row with this id, or None."""
-    from rqjobs.runtime import get_runtime
-
-    return (runtime or get_runtime()).store.get(task_id)
 
 
 # -- operator actions: retry, cancel, prune ---------------------------------------------
@@ -313,12 +213,12 @@ def retry_tasks(
     a fresh job is enqueued with the row's full retry budget. If that enqueue fails, the
     row ends ``failed`` again, saying why; it is never left queued for a missing job.
     """
-    from rqjobs.runtime import get_runtime
+    from rqjobs.runtime import ready_runtime
     from rqjobs.status import RETRYABLE, TaskStatus
 
     if not task_ids and not failed:
         raise InvalidInput("name the tasks to retry, or ask for every failed task")
-    runtime = runtime or get_runtime()
+    runtime = ready_runtime(runtime)
     store = runtime.store
     ids = list(dict.fromkeys(int(i) for i in task_ids))
     if failed:
@@ -341,7 +241,7 @@ def _retry_one(runtime: Runtime, task_id: int, retryable: Sequence[str]) -> Task
             task_id, False, "skipped", f"it is {record.status}; only failed or canceled tasks are retried"
         )
     try:
-        get_task(record.name)
+        task_spec(record.name)
     except RqjobsError as exc:
         return TaskOutcome(task_id, False, "skipped", exc.message)
     try:
@@ -381,9 +281,9 @@ def cancel_tasks(task_ids: Sequence[int], *, runtime: Runtime | None = None) -> 
     worker never turns a stopped job into ``failed``). Finished and failed tasks are
     left alone: their outcome says so and is not ``ok``.
     """
-    from rqjobs.runtime import get_runtime
+    from rqjobs.runtime import ready_runtime
 
-    runtime = runtime or get_runtime()
+    runtime = ready_runtime(runtime)
     return [_cancel_one(runtime, int(task_id)) for task_id in dict.fromkeys(task_ids)]
 
 

@@ -330,6 +330,8 @@ def test_tasks_lists_parameters_and_enqueue_help_shows_them(project: Project) ->
         "type": "int",
         "default": 4,
         "required": False,
+        "choices": None,
+        "help": "",
     }
     assert data["add"]["parameters"][0]["required"] is True
     assert data["send-mail"]["summary"]

@@ -174,6 +174,8 @@ def tasks_table(tasks: Sequence[Mapping[str, Any]]) -> Table:
                 text += f" = {p['default']!r}"
             if not p["cli_type"]:
                 text += " [via --kwargs]"
+            if p.get("help"):
+                text += f"\n    {p['help']}"
             params.append(text)
         table.add_row(task["name"], "\n".join(params) or "-", task["summary"])
     return table
