@@ -53,7 +53,7 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str], list[str]]:
         line = raw.strip()
         indent = len(raw) - len(raw.lstrip())
         nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
-        if line.startswith("Example:") or (mode == "example" and line and indent > 0):
+        if line.startswith("Example:") or (mode == "example" and line):
             text = line.removeprefix("Example:").strip()
             if mode == "example" and not line.startswith("Example:"):
                 examples[-1] = f"{examples[-1]} {text}".strip()
