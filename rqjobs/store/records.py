@@ -59,7 +59,8 @@ class TaskRecord:
         last_block = self.log.rsplit("\n--- ", 1)[-1]
         lines = [line.strip() for line in last_block.splitlines() if line.strip()]
         body = lines[1:] if lines and lines[0].endswith("---") else lines  # the block's header line
-        return (body or lines or [None])[-1]
+        chosen = body or lines
+        return chosen[-1] if chosen else None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 in UTC; ``error`` is :attr:`error`."""

@@ -70,7 +70,7 @@ def _build_status_table(
     now = datetime.now(timezone.utc)
     for row in rows:
         style = "red" if row.status == TaskStatus.FAILED.value else None
-        cells = [
+        cells: list[str | Text] = [
             str(row.id),
             row.name,
             row.description,
