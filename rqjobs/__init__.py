@@ -11,25 +11,43 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "InvalidInput",
+    "InvalidTaskArguments",
     "PermanentTaskError",
     "RqjobsError",
+    "TaskOutcome",
     "TaskRecord",
     "__version__",
     "background_task",
+    "cancel_tasks",
+    "configure",
     "enqueue_task",
+    "get_task",
     "get_task_record",
+    "list_tasks",
+    "retry_tasks",
     "set_task_progress",
 ]
 
 if TYPE_CHECKING:
-    from rqjobs.api import enqueue_task, get_task_record
-    from rqjobs.exceptions import PermanentTaskError, RqjobsError
+    from rqjobs.api import TaskOutcome, cancel_tasks, enqueue_task, retry_tasks
+    from rqjobs.exceptions import InvalidInput, InvalidTaskArguments, PermanentTaskError, RqjobsError
+    from rqjobs.queries import get_task, get_task_record, list_tasks
+    from rqjobs.runtime import configure
     from rqjobs.store.repository import TaskRecord
     from rqjobs.tasks.commons import background_task, set_task_progress
 
 _LAZY = {
+    "configure": "rqjobs.runtime",
     "enqueue_task": "rqjobs.api",
-    "get_task_record": "rqjobs.api",
+    "get_task": "rqjobs.queries",
+    "get_task_record": "rqjobs.queries",
+    "list_tasks": "rqjobs.queries",
+    "retry_tasks": "rqjobs.api",
+    "cancel_tasks": "rqjobs.api",
+    "TaskOutcome": "rqjobs.api",
+    "InvalidInput": "rqjobs.exceptions",
+    "InvalidTaskArguments": "rqjobs.exceptions",
     "RqjobsError": "rqjobs.exceptions",
     "TaskRecord": "rqjobs.store.repository",
     "PermanentTaskError": "rqjobs.exceptions",

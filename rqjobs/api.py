@@ -3,55 +3,28 @@
 ``enqueue_task`` is the okpy seed made safe: validate everything first (a refusal
 writes nothing), commit the row, *then* put the job in Redis under ``str(row.id)``.
 If Redis fails, the row is marked failed with the reason before the error reaches the
-caller, so no row is ever left ``queued`` for a job that does not exist.
+caller, so no row is ever left ``queued`` for a job that does not exist. The checks
+themselves live in :mod:`rqjobs.checks` (``--dry-run`` runs them alone).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from rqjobs.exceptions import EnqueueFailed, InvalidInput, InvalidSchedule
-from rqjobs.task_request import prepare_task
-from rqjobs.tasks.registry import get_task
+from rqjobs.checks import TaskPlan, check_task, resolve_schedule
+from rqjobs.exceptions import EnqueueFailed, InvalidInput
+from rqjobs.tasks.registry import get_task as task_spec
 
 if TYPE_CHECKING:
     from rqjobs.runtime import Runtime
     from rqjobs.store.repository import TaskRecord
 
 
-def resolve_schedule(at: datetime | None, delay_s: float | None) -> datetime | None:
-    """When a scheduled task should run, in UTC; a naive ``at`` is local time.
-
-    Rounded up to a whole second: RQ schedules in whole seconds, and the row must not
-    promise a time before the job can run.
-    """
-    from rqjobs.timeparse import ceil_to_second
-
-    if at is not None and delay_s is not None:
-        raise InvalidSchedule("give either a time (at) or a delay, not both")
-    now = datetime.now(timezone.utc)
-    if delay_s is not None:
-        if not delay_s > 0:  # also refuses NaN
-            raise InvalidSchedule(f"the delay must be positive, got {delay_s} s")
-        try:
-            return ceil_to_second(now + timedelta(seconds=delay_s))
-        except OverflowError:
-            raise InvalidSchedule(f"the delay is too long: {delay_s} s") from None
-    if at is None:
-        return None
-    if not isinstance(at, datetime):
-        raise InvalidSchedule(f"the time must be a datetime, got {type(at).__name__}")
-    try:
-        when = at.astimezone(timezone.utc)  # a naive datetime is taken as local time
-        if when <= now:
-            raise InvalidSchedule(f"{at.isoformat()} is in the past")
-        return ceil_to_second(when)
-    except OverflowError:
-        raise InvalidSchedule(f"{at.isoformat()} is out of range") from None
+__all__ = ["TaskPlan", "check_task", "enqueue_task", "resolve_schedule", "submit_job"]
 
 
 def enqueue_task(
@@ -65,31 +38,36 @@ def enqueue_task(
     at: datetime | None = None,
     delay_s: float | None = None,
     runtime: Runtime | None = None,
+    task_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> TaskRecord:
     """Record a task and enqueue its job; returns a snapshot of the new row.
 
-    Raises :class:`ValueError` (an :class:`~rqjobs.exceptions.InvalidInput`) for a bad
-    request, with nothing written, and :class:`~rqjobs.exceptions.EnqueueFailed` when
-    Redis failed, after marking the row failed.
+    The task's arguments follow ``task``: positionally or by keyword. A parameter whose
+    name is one of this function's own (``queue``, ``description``...) goes in
+    ``task_kwargs={"queue": ...}``. Raises :class:`ValueError` (an
+    :class:`~rqjobs.exceptions.InvalidInput`) for a bad request, with nothing written,
+    and :class:`~rqjobs.exceptions.EnqueueFailed` when Redis failed, after marking the
+    row failed.
     """
-    from rqjobs.runtime import get_runtime
+    from rqjobs.runtime import ready_runtime
 
-    runtime = runtime or get_runtime()
-    prepared = prepare_task(
-        runtime.settings,
+    runtime = ready_runtime(runtime)
+    plan = check_task(
         task,
-        args,
-        kwargs,
+        *args,
         description=description,
         queue=queue,
         timeout_s=timeout_s,
         retries=retries,
         retry_interval_s=retry_interval_s,
+        at=at,
+        delay_s=delay_s,
+        runtime=runtime,
+        task_kwargs=task_kwargs,
+        **kwargs,
     )
-    scheduled_for = resolve_schedule(at, delay_s)
-
-    record = runtime.store.insert(**prepared.row_options(), scheduled_for=scheduled_for)
+    record = runtime.store.insert(**plan.row_options())
     submit_job(runtime, record)
     return record
 
@@ -103,7 +81,7 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
     from rqjobs.exceptions import RqjobsError
     from rqjobs.store.repository import attempt_log_entry
 
-    spec = get_task(record.name)
+    spec = task_spec(record.name)
     try:
         queue = runtime.queue(record.queue)
         job = queue.create_job(
@@ -144,13 +122,6 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
 
 
 #: the "did it land after all?" probe after a failed enqueue waits at most this long
-
-
-def get_task_record(task_id: int, runtime: Runtime | None = None) -> TaskRecord | None:
-    """The row with this id, or None."""
-    from rqjobs.runtime import get_runtime
-
-    return (runtime or get_runtime()).store.get(task_id)
 
 
 # -- operator actions: retry, cancel, prune ---------------------------------------------
@@ -232,12 +203,12 @@ def retry_tasks(
     a fresh job is enqueued with the row's full retry budget. If that enqueue fails, the
     row ends ``failed`` again, saying why; it is never left queued for a missing job.
     """
-    from rqjobs.runtime import get_runtime
+    from rqjobs.runtime import ready_runtime
     from rqjobs.status import RETRYABLE, TaskStatus
 
     if not task_ids and not failed:
         raise InvalidInput("name the tasks to retry, or ask for every failed task")
-    runtime = runtime or get_runtime()
+    runtime = ready_runtime(runtime)
     store = runtime.store
     ids = list(dict.fromkeys(int(i) for i in task_ids))
     if failed:
@@ -260,7 +231,7 @@ def _retry_one(runtime: Runtime, task_id: int, retryable: Sequence[str]) -> Task
             task_id, False, "skipped", f"it is {record.status}; only failed or canceled tasks are retried"
         )
     try:
-        get_task(record.name)
+        task_spec(record.name)
     except RqjobsError as exc:
         return TaskOutcome(task_id, False, "skipped", exc.message)
     try:
@@ -300,9 +271,9 @@ def cancel_tasks(task_ids: Sequence[int], *, runtime: Runtime | None = None) -> 
     worker never turns a stopped job into ``failed``). Finished and failed tasks are
     left alone: their outcome says so and is not ``ok``.
     """
-    from rqjobs.runtime import get_runtime
+    from rqjobs.runtime import ready_runtime
 
-    runtime = runtime or get_runtime()
+    runtime = ready_runtime(runtime)
     return [_cancel_one(runtime, int(task_id)) for task_id in dict.fromkeys(task_ids)]
 
 

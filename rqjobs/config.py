@@ -27,7 +27,8 @@ ENV_PREFIX = "RQJOBS_"
 class MailSettings:
     """The ``[mail]`` table: how send-mail delivers."""
 
-    #: "outbox" writes .eml files into ``outbox_dir``; "smtp" talks to ``host``
+    #: "outbox" writes .eml files into ``outbox_dir``; "smtp" talks to ``host``. The file's
+    #: ``backend = "auto"`` (its default) is resolved on loading: "smtp" when ``host`` is set
     backend: str = "outbox"
     host: str = "localhost"
     port: int = 25
@@ -124,7 +125,7 @@ _MAIL_KEYS: dict[str, str] = {
     "timeout_s": "float",
     "outbox_dir": "path",
 }
-_MAIL_BACKENDS = ("outbox", "smtp")
+_MAIL_BACKENDS = ("auto", "outbox", "smtp")
 _MAIL_SECURITY = ("none", "starttls", "ssl")
 
 
@@ -189,13 +190,22 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
-    """``--config`` wins, then ``RQJOBS_CONFIG``, then ``./rqjobs.toml`` if it exists."""
+    """``--config`` wins, then ``RQJOBS_CONFIG``, then the nearest ``rqjobs.toml``.
+
+    The nearest one is looked for in the working directory and then each parent folder,
+    as git, ruff and pytest find theirs: a command run from a project's subfolder must
+    use the project's database and Redis, not quietly start a second set of its own.
+    """
     if explicit:
         return Path(explicit).expanduser().resolve()
     if env.get("RQJOBS_CONFIG"):
         return Path(env["RQJOBS_CONFIG"]).expanduser().resolve()
-    candidate = Path.cwd() / d.CONFIG_FILE_NAME
-    return candidate.resolve() if candidate.is_file() else None
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / d.CONFIG_FILE_NAME
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_settings(
@@ -258,6 +268,9 @@ def load_settings(
     if values.get("redis_url") == "":
         values["redis_url"] = None
 
+    if mail_values.get("backend", "auto") == "auto":
+        # [mail] host set means "send through it": writing to the outbox instead was a silent surprise
+        mail_values["backend"] = "smtp" if "host" in mail_values else "outbox"
     password_env = mail_values.get("password_env", MailSettings.password_env)
     mail = MailSettings(**mail_values, password=env.get(password_env) or None)
     _validate(mail, values, where)

@@ -7,12 +7,15 @@ version of this design measured 0.24x plain RQ on enqueue for exactly those reas
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rqjobs.config import Settings, current_settings
+from rqjobs.config import Settings, current_settings, load_settings, set_current_settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from redis import Redis
     from rq import Queue
 
@@ -76,3 +79,36 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
 def reset_runtimes() -> None:
     """Forget every runtime (tests that switch settings)."""
     _runtimes.clear()
+
+
+def configure(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Choose the settings this process uses from now on; optional.
+
+    Without a call, the first use of the API finds them as the CLI does: ``RQJOBS_CONFIG``,
+    else the nearest ``rqjobs.toml`` in the working directory or a parent folder. ``path``
+    names a config file; ``overrides`` are top-level keys (``database_url=...``) that beat
+    the file and the environment. Returns the settings, resolved.
+    """
+    settings = load_settings(path, overrides=overrides)
+    set_current_settings(settings)
+    return settings
+
+
+def ready_runtime(runtime: Runtime | None = None) -> Runtime:
+    """``runtime`` (default: the process's), with its ``tasks_modules`` imported.
+
+    The public API calls this, so ``enqueue_task("crunch", ...)`` works in any process
+    (a web app, a script) without importing the task module first: the module is
+    imported once, on first use, as the worker imports it.
+    """
+    from rqjobs.tasks.registry import load_task_modules
+
+    runtime = runtime or get_runtime()
+    load_task_modules(runtime.settings)
+    return runtime
+
+
+def data_folder_of(settings: Settings) -> Path | None:
+    """The data folder this settings' runtime creates (embedded Redis or SQLite in it), or None."""
+    uses_it = settings.embedded_redis or settings.database_url.startswith(f"sqlite:///{settings.data_dir}/")
+    return settings.data_dir if uses_it else None

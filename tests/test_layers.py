@@ -30,8 +30,9 @@ LAYERS: list[list[str]] = [
     ["rqjobs.runtime"],
     ["rqjobs.tasks"],
     [
+        "rqjobs.checks",
         "rqjobs.api",
-        "rqjobs.task_request",
+        "rqjobs.queries",
         "rqjobs.stats",
         "rqjobs.follow",
         "rqjobs.worker.process",

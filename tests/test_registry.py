@@ -48,21 +48,6 @@ def test_default_name_and_options(tmp_path: Path) -> None:
     assert "make-report" in registered_tasks()
 
 
-def test_reserved_parameter_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(TaskDefinitionError, match="'description'"):
-        import_source(
-            tmp_path,
-            "reg_reserved",
-            """
-            from rqjobs import background_task
-
-            @background_task
-            def clash(description: str) -> None:
-                pass
-            """,
-        )
-
-
 def test_two_tasks_with_one_name(tmp_path: Path) -> None:
     with pytest.raises(TaskDefinitionError, match="two tasks are named 'same'"):
         import_source(

@@ -35,12 +35,11 @@ from typing import Any
 
 from flask import Flask, abort, jsonify, redirect, render_template_string, request, url_for
 
-from rqjobs import TaskRecord, enqueue_task, get_task_record
-from rqjobs.config import load_settings, set_current_settings
-from rqjobs.exceptions import InvalidInput, RqjobsError
-from rqjobs.runtime import get_runtime
-from rqjobs.status import FINAL
-from rqjobs.tasks.commons import load_task_modules
+import rqjobs
+from rqjobs import InvalidInput, RqjobsError, TaskRecord
+
+#: the statuses after which a task's page stops refreshing itself
+FINAL = ("finished", "failed", "canceled")
 
 RECENT_TASKS = 10
 
@@ -83,14 +82,6 @@ TASK = """
 """
 
 
-def _last_error(record: TaskRecord) -> str | None:
-    """The last line of the row's log (the exception), for people; the whole log is in `rqjobs show`."""
-    if record.status != "failed" or not record.log:
-        return None
-    lines = [line for line in record.log.splitlines() if line.strip()]
-    return lines[-1] if lines else None
-
-
 def task_as_json(record: TaskRecord) -> dict[str, Any]:
     """What the API and the page show of a row."""
     return {
@@ -101,7 +92,7 @@ def task_as_json(record: TaskRecord) -> dict[str, Any]:
         "progress": record.progress,
         "progress_message": record.progress_message,
         "result": record.result,
-        "error": _last_error(record),
+        "error": record.error,
         "attempts": record.attempts,
         "created_at": record.created_at.isoformat(),
         "finished_at": record.finished_at.isoformat() if record.finished_at else None,
@@ -119,17 +110,16 @@ def _wants_json() -> bool:
 
 
 def create_app(config_path: str | os.PathLike[str] | None = None) -> Flask:
-    """The app, using the rqjobs settings of ``config_path`` (default: ./rqjobs.toml or none)."""
-    settings = load_settings(config_path)
-    set_current_settings(settings)  # the built-in tasks' checks read the process-wide settings
-    load_task_modules(settings)
-    runtime = get_runtime(settings)
+    """The app; rqjobs finds its settings as the CLI does (./rqjobs.toml or a parent's) unless
+    ``config_path`` names a file. Nothing else is set up: the public API imports the
+    configured ``tasks_modules`` on first use."""
+    if config_path is not None:
+        rqjobs.configure(config_path)
 
     app = Flask(__name__)
-    app.extensions["rqjobs"] = runtime
 
     def launch(task: str, description: str, **arguments: Any) -> Any:
-        record = enqueue_task(task, description=description, runtime=runtime, **arguments)
+        record = rqjobs.enqueue_task(task, description=description, **arguments)
         location = url_for("task_json", task_id=record.id)
         if _wants_json():
             return jsonify(task_as_json(record)), 202, {"Location": location}
@@ -156,7 +146,7 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> Flask:
 
     @app.get("/")
     def index() -> Any:
-        tasks = runtime.store.find(limit=RECENT_TASKS)
+        tasks = rqjobs.list_tasks(limit=RECENT_TASKS)
         return _page("rqjobs + Flask", INDEX, tasks=tasks)
 
     @app.post("/tasks/count-words")
@@ -177,7 +167,7 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> Flask:
         )
 
     def record_or_404(task_id: int) -> TaskRecord:
-        record = get_task_record(task_id, runtime=runtime)
+        record = rqjobs.get_task(task_id)
         if record is None:
             abort(404)
         return record

@@ -48,8 +48,29 @@ def settings_from(ctx: Context) -> Settings:
         obj["settings"] = load_settings(obj.get("config"), overrides=obj.get("overrides"))
         set_current_settings(obj["settings"])
         root.obj = obj
+        _note_new_data_folder(root, obj["settings"])
     settings: Settings = obj["settings"]
     return settings
+
+
+def _note_new_data_folder(root: Context, settings: Settings) -> None:
+    """Say on stderr, after the command, if it created the data folder (only the first time).
+
+    A command run outside the project (no rqjobs.toml found) would otherwise start a
+    database and a Redis of its own without a word, and its jobs would wait unseen.
+    """
+    from rqjobs.runtime import data_folder_of
+
+    folder = data_folder_of(settings)
+    if folder is None or folder.exists():
+        return
+
+    def note() -> None:
+        if folder.exists():
+            where = f"from {settings.config_path}" if settings.config_path else "no rqjobs.toml found"
+            info(f"rqjobs: created the data folder {folder} ({where})")
+
+    root.call_on_close(note)
 
 
 def runtime_from(ctx: Context) -> Runtime:

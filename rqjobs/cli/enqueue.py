@@ -13,78 +13,21 @@ from __future__ import annotations
 
 import inspect
 import json
-import types
 import typing
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from rqjobs.cli._click import Command, Context, UsageError
-from rqjobs.cli.context import GROUP_SETTINGS, info, load_tasks, runtime_from
+from rqjobs.cli.context import GROUP_SETTINGS, echo_json, info, load_tasks, runtime_from
+from rqjobs.cli.task_options import example_for, parse_docstring, task_parameters
 from rqjobs.exceptions import InvalidTaskArguments, RqjobsError
 
 if TYPE_CHECKING:
     from rqjobs.tasks.commons import TaskSpec
 
-_SIMPLE = (str, int, float, bool, Path)
 _PREFIX = "task__"
-
-
-def _unwrap_optional(hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(members) == 1:
-            return members[0]
-    return hint
-
-
-def _cli_type(hint: Any) -> Any | None:
-    """The type Typer should parse a task parameter as, or None if only --kwargs can give it."""
-    hint = _unwrap_optional(hint)
-    if hint in _SIMPLE:
-        return hint
-    origin = typing.get_origin(hint)
-    if origin in (list, tuple, typing.Sequence, set) or hint in (list,):
-        args = typing.get_args(hint)
-        item = args[0] if args else str
-        if item in (str, int, float, Path):
-            return list[item]  # type: ignore[valid-type]
-    return None
-
-
-def task_parameters(spec: TaskSpec) -> list[dict[str, Any]]:
-    """Each task parameter: name, CLI type (None: --kwargs only), default, required."""
-    try:
-        hints = typing.get_type_hints(spec.func)
-    except Exception:
-        hints = {}
-    out = []
-    for param in spec.signature.parameters.values():
-        if param.kind is inspect.Parameter.VAR_KEYWORD:
-            continue
-        hint = hints.get(param.name, str if param.annotation is inspect.Parameter.empty else Any)
-        required = param.default is inspect.Parameter.empty
-        out.append(
-            {
-                "name": param.name,
-                "option": "--" + param.name.replace("_", "-"),
-                "cli_type": _cli_type(hint),
-                "type": _type_name(hint),
-                "default": None if required else param.default,
-                "required": required,
-            }
-        )
-    return out
-
-
-def _type_name(hint: Any) -> str:
-    hint = _unwrap_optional(hint)
-    if isinstance(hint, type) and typing.get_origin(hint) is None:
-        return hint.__name__
-    return str(hint).replace("typing.", "")
 
 
 def _given_on_command_line(ctx: Context, name: str) -> bool:
@@ -120,22 +63,23 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
     for p in task_params:
         if p["cli_type"] is None:
             continue
-        cli_type = p["cli_type"]
-        is_list = typing.get_origin(cli_type) is list
-        is_bool = cli_type is bool
-        decl = [f"{p['option']}/--no-{p['option'][2:]}"] if is_bool else [p["option"]]
-        help_text = f"{p['type']}" + (" (repeat for several)" if is_list else "")
+        kind = p["cli_type"]
+        is_list = typing.get_origin(kind) is list
+        decl = [f"{p['option']}/--no-{p['option'][2:]}"] if kind is bool else [p["option"]]
+        help_text = p["help"] or p["type"]
+        if is_list:
+            help_text += " (repeat for several)"
         if p["required"]:
             # not required by click: --kwargs may supply it; binding reports it if missing
             default: Any = None
             help_text += " (required)"
-        elif is_list:
-            default = None
+        elif is_list or p["choices"]:
+            default = None if is_list or p["default"] is None else str(p["default"])
         else:
             default = p["default"]
         add(
             _PREFIX + p["name"],
-            Annotated[cli_type | None if default is None else cli_type, typer.Option(*decl, help=help_text)],
+            Annotated[kind | None if default is None else kind, typer.Option(*decl, help=help_text)],
             default,
         )
 
@@ -194,6 +138,15 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
         None,
     )
 
+    add(
+        "dry_run",
+        Annotated[
+            bool,
+            typer.Option("--dry-run", help="Check and print what would be enqueued; write nothing."),
+        ],
+        False,
+    )
+    add("as_json", Annotated[bool, typer.Option("--json", help="With --dry-run: print JSON.")], False)
     add("ctx", typer.Context, inspect.Parameter.empty)
 
     def callback(**values: Any) -> None:
@@ -218,11 +171,9 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
                         f"{p['option']} and --kwargs both give {p['name']!r}: give it once"
                     )
                 continue  # --kwargs gives it; the option only holds its default
-            value = values[key]
-            if isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, list):
-                value = [str(v) if isinstance(v, Path) else v for v in value] or None
+            value = _from_choice(values[key], p["choices"])
+            if isinstance(value, list):
+                value = value or None
             if value is not None:
                 task_kwargs[p["name"]] = value
         run(
@@ -236,23 +187,49 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
             retry_interval=_parse_intervals(values["retry_interval"]),
             at=values["at"],
             in_=values["in_"],
+            dry_run=values["dry_run"],
+            as_json=values["as_json"],
         )
 
     callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     callback.__annotations__ = annotations
-    callback.__doc__ = inspect.getdoc(spec.func) or spec.name
-    example = _example(spec, task_params)
+    description, _, _ = parse_docstring(inspect.getdoc(spec.func))
+    callback.__doc__ = description or spec.name
+    example = example_for(spec, task_params)
     app = typer.Typer(add_completion=False, rich_markup_mode=None)
     app.command(name=spec.name, epilog=f"Example: {example}")(callback)
-    return typer.main.get_command(app)
+    command = typer.main.get_command(app)
+    _set_param_types(command, task_params)
+    return command
 
 
-def _example(spec: TaskSpec, task_params: list[dict[str, Any]]) -> str:
-    parts = ["rqjobs enqueue", spec.name, f'--description "{spec.summary or spec.name}"']
-    for p in task_params:
-        if p["required"] and p["cli_type"] is not None:
-            parts.append(f"{p['option']} VALUE")
-    return " ".join(parts)
+def _set_param_types(command: Command, task_params: list[dict[str, Any]]) -> None:
+    """Choices for Enum and Literal parameters (checked, completed), ISO 8601 for datetimes.
+
+    Typer knows neither a Literal nor every ISO form, so the click parameters it built
+    get their types here.
+    """
+    from rqjobs.cli.task_options import Choices, IsoDateTime
+
+    by_key = {_PREFIX + p["name"]: p for p in task_params}
+    for param in command.params:
+        p = by_key.get(param.name or "")
+        if p is None:
+            continue
+        if p["choices"]:
+            param.type = Choices(p["choices"])
+        elif p["type"].endswith("datetime") or p["type"] == "list[datetime]":
+            param.type = IsoDateTime()
+
+
+def _from_choice(value: Any, choices: list[Any] | None) -> Any:
+    """A chosen string back to the Literal's or Enum's own value (``"3"`` -> ``3``)."""
+    if not choices or value is None:
+        return value
+    by_text = {str(c): c for c in choices}
+    if isinstance(value, list):
+        return [by_text.get(v, v) for v in value]
+    return by_text.get(value, value)
 
 
 class EnqueueGroup(TyperGroup):
@@ -303,26 +280,38 @@ def run_enqueue(
     retry_interval: int | list[int] | None,
     at: str | None,
     in_: str | None,
+    dry_run: bool = False,
+    as_json: bool = False,
 ) -> None:
-    """Called by every generated ``enqueue TASK`` command: prints the id alone on stdout."""
-    from rqjobs.api import enqueue_task
+    """Called by every generated ``enqueue TASK`` command: prints the id alone on stdout.
+
+    With ``dry_run``, the same checks run and what would be enqueued is printed instead
+    (JSON with ``as_json``); no row is written and Redis is not touched.
+    """
+    from rqjobs.api import check_task, enqueue_task
     from rqjobs.timeparse import parse_duration_s, parse_time
 
-    when = parse_time(at) if at else None
-    delay_s = parse_duration_s(in_) if in_ else None
-    timeout_s = int(parse_duration_s(timeout)) if timeout else None
-    record = enqueue_task(
-        spec.name,
-        description=description,
-        queue=queue,
-        timeout_s=timeout_s,
-        retries=retries,
-        retry_interval_s=retry_interval,
-        at=when,
-        delay_s=delay_s,
-        runtime=runtime_from(ctx),
-        **task_kwargs,
-    )
+    options: dict[str, Any] = {
+        "description": description,
+        "queue": queue,
+        "timeout_s": int(parse_duration_s(timeout)) if timeout else None,
+        "retries": retries,
+        "retry_interval_s": retry_interval,
+        "at": parse_time(at) if at else None,
+        "delay_s": parse_duration_s(in_) if in_ else None,
+        "runtime": runtime_from(ctx),
+        "task_kwargs": task_kwargs,
+    }
+    if dry_run:
+        plan = check_task(spec.name, **options)
+        if as_json:
+            echo_json(plan.to_dict(), ensure_ascii=False)
+        else:
+            for key, value in plan.to_dict().items():
+                typer.echo(f"{key}: {json.dumps(value, ensure_ascii=False)}")
+        info("[dim]dry run: checked, nothing was enqueued[/dim]")
+        return
+    record = enqueue_task(spec.name, **options)
     typer.echo(record.id)
     when_text = (
         f", scheduled for {record.scheduled_for.isoformat(timespec='seconds')}"

@@ -70,7 +70,7 @@ def status(
     from rqjobs.cli.render.tables import status_table
 
     counts = store.counts_by_status(names=name or (), since=since_dt, schedules=schedule or ())
-    stdout().print(status_table(rows, counts))
+    stdout().print(status_table(rows, counts, statuses))
 
 
 def show(

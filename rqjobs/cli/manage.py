@@ -136,9 +136,11 @@ def prune(
         return
     verb = "would delete" if dry_run else "deleted"
     which = "/".join(statuses or FINAL)
+    # a summary for people: stderr, like every command's messages (--json is the data)
     typer.echo(
         f"{verb} {count} {which} task{'s' if count != 1 else ''} created before "
-        f"{cutoff.astimezone().isoformat(timespec='seconds')}"
+        f"{cutoff.astimezone().isoformat(timespec='seconds')}",
+        err=True,
     )
 
 

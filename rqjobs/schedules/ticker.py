@@ -99,16 +99,16 @@ def check_schedules(settings: Settings) -> None:
     Called once the task modules are imported (a worker's start, ``schedule`` commands):
     :class:`~rqjobs.exceptions.ConfigError` names the file, the schedule and the key.
     """
+    from rqjobs.checks import plan_task
     from rqjobs.exceptions import ConfigError, InvalidInput
     from rqjobs.schedules.spec import check_tasks
-    from rqjobs.task_request import prepare_task
     from rqjobs.tasks.registry import registered_tasks
 
     where = str(settings.config_path or "config")
     check_tasks(settings.schedules, where, registered_tasks())
     for spec in settings.schedules:
         try:
-            prepare_task(
+            plan_task(
                 settings,
                 spec.task,
                 spec.args,
@@ -132,10 +132,10 @@ def new_row_values(
     runtime: Runtime, spec: ScheduleSpec, tick: datetime | None, *, note: str | None = None
 ) -> dict[str, Any]:
     """The columns of a row for ``spec`` at ``tick`` (checked like any enqueue)."""
+    from rqjobs.checks import plan_task
     from rqjobs.store.records import row_values
-    from rqjobs.task_request import prepare_task
 
-    prepared = prepare_task(
+    prepared = plan_task(
         runtime.settings,
         spec.task,
         spec.args,

@@ -52,13 +52,28 @@ class TaskRecord:
         end = self.finished_at or (utcnow() if self.status == TaskStatus.RUNNING else None)
         return None if end is None else max(0.0, (end - self.started_at).total_seconds())
 
+    @property
+    def error(self) -> str | None:
+        """Why a failed row failed: the last line of its last log block (the exception).
+
+        None unless the row is ``failed``; the whole log is in ``log`` (``rqjobs show``).
+        """
+        if self.status != TaskStatus.FAILED or not self.log:
+            return None
+        last_block = self.log.rsplit("\n--- ", 1)[-1]
+        lines = [line.strip() for line in last_block.splitlines() if line.strip()]
+        body = lines[1:] if lines and lines[0].endswith("---") else lines  # the block's header line
+        chosen = body or lines
+        return chosen[-1] if chosen else None
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: datetimes as ISO 8601 in UTC."""
+        """JSON-ready: datetimes as ISO 8601 in UTC; ``error`` is :attr:`error`."""
         out: dict[str, Any] = {}
         for name in TASK_COLUMNS:
             value = getattr(self, name)
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         out["duration_s"] = self.duration_s
+        out["error"] = self.error
         return out
 
 

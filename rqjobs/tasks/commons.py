@@ -27,9 +27,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from rqjobs.exceptions import PermanentTaskError, TaskDefinitionError, TaskNotFound, TaskResultError
+from rqjobs.exceptions import (
+    InvalidInput,
+    PermanentTaskError,
+    TaskDefinitionError,
+    TaskNotFound,
+    TaskResultError,
+)
 from rqjobs.hostpid import host_pid
 from rqjobs.keys import foreign_job_key
+from rqjobs.tasks.arguments import typed_arguments
 from rqjobs.tasks.registry import (
     BUILTIN_TASKS_MODULE,
     ENTRY_POINT_GROUP,
@@ -95,12 +102,15 @@ def background_task(
     The name defaults to the function's name with ``_`` as ``-``. ``validate`` is called
     with the bound arguments (a dict by parameter name, defaults applied) when the task is
     enqueued, before any row is written, and refuses bad input by raising
-    :class:`~rqjobs.exceptions.InvalidTaskArguments`. It may also return a dict of
+    :class:`rqjobs.InvalidTaskArguments`, :class:`ValueError` or :class:`TypeError`
+    (the CLI exits 2 with the message; nothing is written). It may also return a dict of
     normalised arguments by parameter name: the row and the job then carry those, as
     keyword arguments, instead of what the caller passed. That is how a relative path
     is made absolute: it is checked against the enqueuing process's working directory,
     but the worker opens it in its own, which may be another. Returning None keeps the
-    caller's arguments as they are.
+    caller's arguments as they are. An ``InvalidTaskArguments`` (any
+    ``rqjobs.InvalidInput``) raised by the task itself, in the worker, fails the row at
+    once: an input error does not get better with retries.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -280,7 +290,8 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
         return record.result
     _attempt = _Attempt(task_id, job, store, runtime.settings.progress_interval_s)
     try:
-        value = spec.func(*args, **kwargs)
+        call_args, call_kwargs = typed_arguments(spec.func, args, kwargs)
+        value = spec.func(*call_args, **call_kwargs)
         if _attempt.timeout_fired:
             raise JobTimeoutException(
                 f"Task exceeded maximum timeout value ({job.timeout} seconds); "
@@ -297,7 +308,10 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
         # BaseException too: a task calling sys.exit() (a wrapped tool's main()) must not
         # leave the row running; RQ's bare except files such a job as failed
         timed_out = isinstance(exc, JobTimeoutException) or bool(_attempt and _attempt.timeout_fired)
-        permanent = isinstance(exc, PermanentTaskError) and not timed_out
+        # an input error (a bad argument, a template the worker cannot find) fails the same
+        # way on every attempt: retrying it would only delay the verdict
+        input_error = isinstance(exc, InvalidInput)
+        permanent = isinstance(exc, (PermanentTaskError, InvalidInput)) and not timed_out
         if permanent:
             job.retries_left = 0  # RQ's handle_job_failure then fails the job without retrying
         will_retry, retry_at = plan_retry(job)
@@ -305,7 +319,8 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
         if timed_out:
             what = f"timed out after {job.timeout} s"
         elif permanent:
-            what = "failed permanently (PermanentTaskError: not retried)"
+            kind = "an input error" if input_error else "PermanentTaskError"
+            what = f"failed permanently ({kind}: not retried)"
         else:
             what = "failed"
         entry = attempt_log_entry(

@@ -184,12 +184,19 @@ def _sender(mail: MailSettings) -> tuple[str, str]:
 def _environment(settings: Settings) -> Environment:
     import jinja2
 
+    class FalseInIf(jinja2.StrictUndefined):
+        """Strict everywhere (``{{ note }}`` without --var note=... refuses the mail) but
+        false in a test, so ``{% if note %}...{% endif %}`` makes a variable optional."""
+
+        def __bool__(self) -> bool:  # type: ignore[override]
+            return False
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(settings)]),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "htm", "xml"), default_for_string=False, default=False
         ),
-        undefined=jinja2.StrictUndefined,
+        undefined=FalseInIf,
         keep_trailing_newline=True,
     )
 

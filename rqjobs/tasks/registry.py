@@ -21,7 +21,9 @@ from rqjobs.exceptions import InvalidTaskArguments, TaskDefinitionError, TaskMod
 if TYPE_CHECKING:
     from rqjobs.config import Settings
 
-#: parameter names a task may not use: they would clash with `rqjobs enqueue`'s own options
+#: parameter names rqjobs' own options use. A task may still use them: `rqjobs enqueue`
+#: then offers the parameter as ``--param-NAME``, and ``enqueue_task`` takes it in
+#: ``task_kwargs={...}`` when it is one of its own keywords
 RESERVED_PARAMETERS = frozenset(
     {
         "description",
@@ -90,11 +92,6 @@ _by_path: dict[str, TaskSpec] = {}
 
 def check_parameters(name: str, func: Callable[..., Any], signature: inspect.Signature) -> None:
     for param in signature.parameters.values():
-        if param.name in RESERVED_PARAMETERS:
-            raise TaskDefinitionError(
-                f"task {name!r}: parameter {param.name!r} clashes with an option of rqjobs' own "
-                "(enqueue_task() or `rqjobs enqueue`); rename it"
-            )
         if param.kind is inspect.Parameter.VAR_POSITIONAL:
             raise TaskDefinitionError(f"task {name!r}: *{param.name} is not supported; use a list parameter")
 

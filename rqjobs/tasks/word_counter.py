@@ -129,7 +129,10 @@ def _url_chunks(url: str) -> Iterator[tuple[str, float]]:
 def count_words(
     text: str | None = None, path: str | None = None, url: str | None = None, top: int = 10
 ) -> dict[str, Any]:
-    """Count the words of a text, a file or a URL."""
+    """Count the words of a text, a file or a URL.
+
+    Example: rqjobs enqueue count-words --description "demo" --text "to be or not to be"
+    """
     if text:
         chunks, source = _text_chunks(text), "text"
     elif path:

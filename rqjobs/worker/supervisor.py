@@ -8,6 +8,7 @@ process, so ``rqjobs worker`` survives a Redis restart.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,13 @@ if TYPE_CHECKING:
     from rqjobs.runtime import Runtime
 
 log = logging.getLogger("rqjobs.worker")
+
+
+def _to_stderr(logger: logging.Logger) -> None:
+    """RQ's log handlers write to stdout; a worker's log is for people, so it goes to stderr."""
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
 
 
 #: a burst worker whose loop fails this often for reasons other than Redis gives up
@@ -68,7 +76,9 @@ def run_supervised(
 
     from rqjobs.exceptions import BrokerUnavailable
 
-    setup_loghandlers(logging_level, name="rqjobs")
+    for name in ("rqjobs", "rq.worker"):  # set up before RQ's work() would, so RQ keeps these
+        setup_loghandlers(logging_level, name=name)
+        _to_stderr(logging.getLogger(name))
     give_up_s = defaults.BURST_REDIS_OUTAGE_LIMIT_S if burst else None
     label = host_pid()
     beacon: LivenessBeacon | None = None

@@ -52,7 +52,9 @@ def _status_cell(row: TaskRecord) -> Text:
     return text
 
 
-def _build_status_table(rows: Sequence[TaskRecord], desc_width: int | None) -> Table:
+def _build_status_table(
+    rows: Sequence[TaskRecord], desc_width: int | None, error_width: int | None = None
+) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False, expand=False)
     table.add_column("ID", justify="right", no_wrap=True)
     table.add_column("TASK", no_wrap=True, max_width=16, overflow="ellipsis")
@@ -61,10 +63,14 @@ def _build_status_table(rows: Sequence[TaskRecord], desc_width: int | None) -> T
     table.add_column("TRY", justify="right", no_wrap=True)
     table.add_column("CREATED", no_wrap=True)
     table.add_column("TOOK", justify="right", no_wrap=True)
+    # why they failed, when failed rows are shown: the last line of the last failure
+    show_error = any(row.status == TaskStatus.FAILED.value for row in rows)
+    if show_error:
+        table.add_column("ERROR", no_wrap=True, overflow="ellipsis", max_width=error_width)
     now = datetime.now(timezone.utc)
     for row in rows:
         style = "red" if row.status == TaskStatus.FAILED.value else None
-        table.add_row(
+        cells: list[str | Text] = [
             str(row.id),
             row.name,
             row.description,
@@ -72,8 +78,10 @@ def _build_status_table(rows: Sequence[TaskRecord], desc_width: int | None) -> T
             str(row.attempts),
             age(row.created_at, now),
             format_duration(row.duration_s),
-            style=style,
-        )
+        ]
+        if show_error:
+            cells.append(row.error or "")
+        table.add_row(*cells, style=style)
     return table
 
 
@@ -84,26 +92,45 @@ class StatusTable:
     gives way, eliding its end, so ids, statuses and times are always shown whole.
     """
 
-    def __init__(self, rows: Sequence[TaskRecord], counts: Mapping[str, int]) -> None:
+    def __init__(
+        self, rows: Sequence[TaskRecord], counts: Mapping[str, int], statuses: Sequence[str] = ()
+    ) -> None:
         self.rows = rows
         self.counts = counts
+        self.statuses = list(statuses)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         table = _build_status_table(self.rows, None)
         needed = Measurement.get(console, options.update_width(10_000), table).maximum
         if needed > options.max_width:
-            natural = max((cell_len(r.description) for r in self.rows), default=11)
-            width = max(8, natural - (needed - options.max_width))
-            table = _build_status_table(self.rows, width)
+            # the error gives way first (down to 24 columns), then the description
+            natural_error = max((cell_len(r.error or "") for r in self.rows), default=0)
+            error_width = max(24, natural_error - (needed - options.max_width)) if natural_error else None
+            table = _build_status_table(self.rows, None, error_width)
+            needed = Measurement.get(console, options.update_width(10_000), table).maximum
+            if needed > options.max_width:
+                natural = max((cell_len(r.description) for r in self.rows), default=11)
+                width = max(8, natural - (needed - options.max_width))
+                table = _build_status_table(self.rows, width, error_width)
         yield table
-        # the footer is not a caption: a caption wraps at the table's width, this at the console's
-        footer = ", ".join(f"{n} {status}" for status, n in self.counts.items() if n) or "no tasks"
-        yield Text(f"{len(self.rows)} shown · {footer}")
+        yield Text(self.footer())
+
+    def footer(self) -> str:
+        """Says what it counts: the rows shown, of how many that match, and every status.
+
+        Not a caption: a caption wraps at the table's width, this at the console's.
+        """
+        matching = sum(self.counts.get(s, 0) for s in self.statuses or self.counts)
+        which = "/".join(self.statuses) + " " if self.statuses else ""
+        by_status = ", ".join(f"{n} {status}" for status, n in self.counts.items() if n) or "none"
+        return f"{len(self.rows)} of {matching} {which}tasks shown, newest first\nall statuses: {by_status}"
 
 
-def status_table(rows: Sequence[TaskRecord], counts: Mapping[str, int]) -> StatusTable:
+def status_table(
+    rows: Sequence[TaskRecord], counts: Mapping[str, int], statuses: Sequence[str] = ()
+) -> StatusTable:
     """Newest first; fits the terminal (descriptions elide); failed rows stand out."""
-    return StatusTable(rows, counts)
+    return StatusTable(rows, counts, statuses)
 
 
 def _when(value: datetime | None) -> str:
@@ -182,6 +209,8 @@ def tasks_table(tasks: Sequence[Mapping[str, Any]]) -> Table:
                 text += f" = {p['default']!r}"
             if not p["cli_type"]:
                 text += " [via --kwargs]"
+            if p.get("help"):
+                text += f"\n    {p['help']}"
             params.append(text)
         table.add_row(task["name"], "\n".join(params) or "-", task["summary"])
     return table
