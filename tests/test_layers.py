@@ -22,6 +22,7 @@ LAYERS: list[list[str]] = [
         "rqjobs.hostpid",
         "rqjobs.status",
         "rqjobs.timeparse",
+        "rqjobs.private",
     ],
     ["rqjobs.config"],
     # the registry is a plain lookup table the broker's job class reads; the decorator fills it

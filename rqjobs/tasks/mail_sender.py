@@ -389,7 +389,9 @@ def write_outbox(msg: EmailMessage, outbox_dir: Path) -> Path:
     """
     import time
 
-    outbox_dir.mkdir(parents=True, exist_ok=True)
+    from rqjobs.private import ensure_private_dir, open_private
+
+    ensure_private_dir(outbox_dir)
     now = time.time()
     stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{int(now % 1 * 1_000_000):06d}Z"
     ident = re.sub(r"[^A-Za-z0-9._-]", "_", str(msg["Message-ID"]).strip("<> "))[:80]
@@ -397,7 +399,7 @@ def write_outbox(msg: EmailMessage, outbox_dir: Path) -> Path:
     tmp = outbox_dir / f".{final.name}.tmp"
     data = msg.as_bytes()
     try:
-        with open(tmp, "xb") as fh:
+        with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
