@@ -182,6 +182,7 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
 
     from rqjobs.broker.connection import describe, job_landed
     from rqjobs.exceptions import RqjobsError
+    from rqjobs.redact import redact
     from rqjobs.store.repository import attempt_log_entry
 
     spec = get_task(record.name)
@@ -210,7 +211,7 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
                 pipe.execute()
     except BaseException as exc:
         # whatever went wrong, the committed row must not stay queued for a job that does not exist
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = redact(f"{type(exc).__name__}: {exc}")
         where = describe(runtime.settings)
         if job_landed(runtime.settings, record.job_id):
             # a timed-out write may still have reached Redis: then the job exists and runs

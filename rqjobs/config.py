@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rqjobs import defaults as d
 from rqjobs.exceptions import ConfigError
+from rqjobs.redact import remember_secret, remember_url
 
 ENV_PREFIX = "RQJOBS_"
 
@@ -250,6 +251,9 @@ def load_settings(
     password_env = mail_values.get("password_env", MailSettings.password_env)
     mail = MailSettings(**mail_values, password=env.get(password_env) or None)
     _validate(mail, values, where)
+    _check_url("database_url", database_url, _DATABASE_SCHEMES, where)
+    if mail.password:
+        remember_secret(mail.password)
     return Settings(
         config_path=path,
         base_dir=base_dir,
@@ -274,12 +278,42 @@ def _anchor_sqlite_path(url: str, base_dir: Path) -> str:
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb")
+
+
+def _check_url(key: str, url: str, schemes: Sequence[str], where: str) -> None:
+    """Refuse a URL that does not parse now, before any row is written; the message masks it.
+
+    An unencoded '#', '/' or '@' in a password splits the URL in the wrong place, and
+    the client library would later quote the pieces (password included) in its error.
+    """
+    from urllib.parse import urlsplit
+
+    from rqjobs.redact import mask_url
+
+    remember_url(url)
+    shown = mask_url(url)
+    scheme = url.partition("://")[0].split("+")[0].lower() if "://" in url else ""
+    if scheme not in schemes:
+        raise ConfigError(
+            f"{where}: {key} must start with one of {', '.join(s + '://' for s in schemes)}; got {shown}"
+        )
+    if scheme in ("sqlite", "unix"):
+        return
+    hint = "encode special characters of the user name and password (% as %25, # as %23, / as %2F, @ as %40)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{where}: {key} {shown} does not parse: {hint}") from None
+    if parts.fragment or url.count("@") > 1 or (scheme.startswith("redis") and not parts.hostname):
+        raise ConfigError(f"{where}: {key} {shown} does not parse: {hint}")
+
+
 def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None:
     redis_url = values.get("redis_url")
-    if redis_url and not redis_url.startswith(_REDIS_SCHEMES):
-        raise ConfigError(
-            f"{where}: redis_url must start with {', '.join(_REDIS_SCHEMES)}; got {redis_url!r}"
-        )
+    if redis_url:
+        _check_url("redis_url", redis_url, ("redis", "rediss", "unix"), where)
     if mail.backend not in _MAIL_BACKENDS:
         raise ConfigError(f"{where}: mail.backend must be one of {', '.join(_MAIL_BACKENDS)}")
     if mail.security not in _MAIL_SECURITY:

@@ -23,6 +23,7 @@ LAYERS: list[list[str]] = [
         "rqjobs.status",
         "rqjobs.timeparse",
         "rqjobs.private",
+        "rqjobs.redact",
     ],
     ["rqjobs.config"],
     # the registry is a plain lookup table the broker's job class reads; the decorator fills it

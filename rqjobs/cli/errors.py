@@ -23,7 +23,9 @@ class CommandFailed(ClickException):
     """A library error (or an unexpected one) on its way to stderr and the exit code."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
+        from rqjobs.redact import redact
+
+        super().__init__(redact(message))
         self.exit_code = exit_code
 
     def show(self, file: IO[Any] | None = None) -> None:

@@ -337,6 +337,9 @@ def run_worker(
     RQ's loop is started again after a Redis outage (see
     :func:`rqjobs.worker.supervisor.run_supervised`), with the retries still awaited.
     """
+    from rqjobs.redact import install_log_redaction
+
+    install_log_redaction()  # no password of a configured URL reaches the worker's log
     commons.load_task_modules(runtime.settings)
     # open the task database now: a wrong URL or a schema that needs `rqjobs db upgrade`
     # stops the worker with a clear error instead of failing every job it takes
