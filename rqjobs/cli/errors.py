@@ -34,7 +34,10 @@ class CommandFailed(ClickException):
         from rich.markup import escape
 
         console = Console(file=file, stderr=file is None, highlight=False)
-        console.print(f"[bold red]Error:[/bold red] {escape(self.message)}", soft_wrap=True)
+        from rqjobs.cli.render.literal import visible
+
+        message = escape(visible(self.message, multiline=True))
+        console.print(f"[bold red]Error:[/bold red] {message}", soft_wrap=True)
 
 
 def as_click_exception(exc: Exception) -> CommandFailed:
