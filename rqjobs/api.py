@@ -8,13 +8,13 @@ caller, so no row is ever left ``queued`` for a job that does not exist.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from rqjobs import defaults
 from rqjobs.exceptions import (
     EnqueueFailed,
     InvalidInput,
@@ -52,8 +52,16 @@ def _resolve_options(
     if interval is None:
         interval = settings.default_retry_interval_s
     intervals = [interval] if isinstance(interval, int) else list(interval)
-    if not queue or not queue.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise InvalidTaskArguments(f"invalid queue name {queue!r}")
+    if (
+        not queue
+        or not queue.replace("-", "").replace("_", "").replace(".", "").isascii()
+        or not (queue.replace("-", "").replace("_", "").replace(".", "").isalnum())
+    ):
+        raise InvalidTaskArguments(f"invalid queue name {queue[:80]!r}")
+    if len(queue) > defaults.QUEUE_MAX_CHARS:
+        raise InvalidTaskArguments(
+            f"the queue name is {len(queue)} characters long; the limit is {defaults.QUEUE_MAX_CHARS}"
+        )
     if not 0 < timeout <= MAX_SECONDS:
         raise InvalidTaskArguments(f"timeout must be between 1 and {MAX_SECONDS} seconds, got {timeout}")
     if not 0 <= max_retries <= MAX_RETRIES:
@@ -96,13 +104,6 @@ def resolve_schedule(at: datetime | None, delay_s: float | None) -> datetime | N
         raise InvalidSchedule(f"{at.isoformat()} is out of range") from None
 
 
-def _check_json(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    try:
-        json.dumps([args, kwargs])
-    except (TypeError, ValueError) as exc:
-        raise InvalidTaskArguments(f"{spec.name}: arguments must be JSON-serialisable: {exc}") from None
-
-
 def _as_keyword_arguments(spec: TaskSpec, arguments: dict[str, Any]) -> dict[str, Any]:
     """Arguments by parameter name -> keyword arguments (a ``**extra`` dict is spread out)."""
     out: dict[str, Any] = {}
@@ -135,14 +136,18 @@ def enqueue_task(
     Redis failed, after marking the row failed.
     """
     from rqjobs.runtime import get_runtime
+    from rqjobs.tasks.arguments import check_json, check_text, check_types
 
     if not isinstance(description, str) or not description.strip():
         raise InvalidTaskArguments("a task needs a non-empty description")
+    check_text("the description", description.strip(), defaults.DESCRIPTION_MAX_CHARS)
     runtime = runtime or get_runtime()
     settings = runtime.settings
     spec = get_task(task)
+    check_text("the task name", spec.name, defaults.NAME_MAX_CHARS)
     bound = spec.bind(args, kwargs)
-    _check_json(spec, args, kwargs)
+    check_json(spec, args, kwargs)
+    check_types(spec, bound)
     if spec.validate is not None:
         normalised = spec.validate(bound)
         if normalised is not None:
@@ -154,7 +159,7 @@ def enqueue_task(
             # e.g. relative paths made absolute: the worker's cwd is not the caller's
             args, kwargs = (), _as_keyword_arguments(spec, normalised)
             spec.bind(args, kwargs)
-            _check_json(spec, args, kwargs)
+            check_json(spec, args, kwargs)
     queue_name, timeout, max_retries, intervals = _resolve_options(
         spec, settings, queue, timeout_s, retries, retry_interval_s
     )

@@ -7,6 +7,7 @@ project's ``rqjobs.toml`` means the same thing from any working directory.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -143,7 +144,10 @@ def _coerce(value: Any, kind: str, where: str, base_dir: Path) -> Any:
         if kind == "float":
             if isinstance(value, bool):
                 raise TypeError("a number")
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError("a finite number")
+            return number
         if kind == "path":
             if not isinstance(value, (str, os.PathLike)):
                 raise TypeError("a path")
@@ -162,7 +166,7 @@ def _coerce(value: Any, kind: str, where: str, base_dir: Path) -> Any:
                 raise TypeError("a list of integers")
             return tuple(int(v) for v in value)
     except (TypeError, ValueError) as exc:
-        expected = exc.args[0] if isinstance(exc, TypeError) else kind
+        expected = exc.args[0] if isinstance(exc, TypeError) or exc.args == ("a finite number",) else kind
         raise ConfigError(f"{where}: expected {expected}, got {value!r}") from None
     raise AssertionError(kind)  # pragma: no cover
 
@@ -180,6 +184,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
@@ -318,10 +324,20 @@ def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None
         raise ConfigError(f"{where}: mail.backend must be one of {', '.join(_MAIL_BACKENDS)}")
     if mail.security not in _MAIL_SECURITY:
         raise ConfigError(f"{where}: mail.security must be one of {', '.join(_MAIL_SECURITY)}")
+    if not 0 < mail.port < 65536:
+        raise ConfigError(f"{where}: mail.port must be between 1 and 65535")
+    if mail.timeout_s <= 0:
+        raise ConfigError(f"{where}: mail.timeout_s must be positive")
     for key in ("default_timeout_s", "status_limit", "result_ttl_s", "failure_ttl_s", "timeout_grace_s"):
         if key in values and values[key] <= 0:
             raise ConfigError(f"{where}: {key} must be positive")
-    for key in ("reconcile_interval_s", "worker_liveness_ttl_s"):
+    positive = (
+        "reconcile_interval_s",
+        "worker_liveness_ttl_s",
+        "redis_socket_timeout_s",
+        "progress_interval_s",
+    )
+    for key in (*positive, "url_timeout_s", "url_max_bytes"):
         if key in values and values[key] <= 0:
             raise ConfigError(f"{where}: {key} must be positive")
     for key in ("default_retries", "default_retry_interval_s", "db_retry_s", "reconcile_grace_s"):

@@ -19,6 +19,8 @@ from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
 
+from rqjobs import defaults
+
 #: MariaDB's TEXT holds 64 KiB only: logs and results get LONGTEXT there
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 #: MariaDB's DATETIME keeps whole seconds unless asked for microseconds (migration 0002)
@@ -74,14 +76,14 @@ tasks_table = Table(
     "tasks",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(200), nullable=False),
-    Column("description", String(1000), nullable=False),
-    Column("queue", String(200), nullable=False),
+    Column("name", String(defaults.NAME_MAX_CHARS), nullable=False),
+    Column("description", String(defaults.DESCRIPTION_MAX_CHARS), nullable=False),
+    Column("queue", String(defaults.QUEUE_MAX_CHARS), nullable=False),
     Column("args", JSONText, nullable=False, default=list),
     Column("kwargs", JSONText, nullable=False, default=dict),
     Column("status", String(16), nullable=False),
     Column("progress", Integer, nullable=False, default=0),
-    Column("progress_message", String(1000)),
+    Column("progress_message", String(defaults.PROGRESS_MESSAGE_MAX_CHARS)),
     Column("result", JSONText, nullable=True),
     Column("log", LongText),
     Column("attempts", Integer, nullable=False, default=0),
@@ -93,7 +95,7 @@ tasks_table = Table(
     Column("scheduled_for", UTCDateTime),
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
-    Column("worker", String(200)),
+    Column("worker", String(defaults.WORKER_MAX_CHARS)),
     # `status --failed` and the status footer; newest first within a status
     Index("ix_tasks_status_id", "status", "id"),
     # `status --name X --since 1h`
