@@ -39,6 +39,8 @@ class MailSettings:
     sender: str = "rqjobs@localhost"
     timeout_s: float = d.MAIL_TIMEOUT_S
     outbox_dir: Path | None = None
+    #: send-mail attaches only files under these folders (default: the config file's folder)
+    attachments_dirs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ _MAIL_KEYS: dict[str, str] = {
     "sender": "str",
     "timeout_s": "float",
     "outbox_dir": "path",
+    "attachments_dirs": "list[path]",
 }
 _MAIL_BACKENDS = ("outbox", "smtp")
 _MAIL_SECURITY = ("none", "starttls", "ssl")
@@ -159,6 +162,12 @@ def _coerce(value: Any, kind: str, where: str, base_dir: Path) -> Any:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise TypeError("a list of strings")
             return tuple(value)
+        if kind == "list[path]":
+            if isinstance(value, (str, os.PathLike)):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, (str, os.PathLike)) for v in value):
+                raise TypeError("a list of paths")
+            return tuple(_coerce(v, "path", where, base_dir) for v in value)
         if kind == "list[int]":
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
@@ -255,6 +264,7 @@ def load_settings(
         values["redis_url"] = None
 
     password_env = mail_values.get("password_env", MailSettings.password_env)
+    mail_values.setdefault("attachments_dirs", (base_dir,))
     mail = MailSettings(**mail_values, password=env.get(password_env) or None)
     _validate(mail, values, where)
     _check_url("database_url", database_url, _DATABASE_SCHEMES, where)

@@ -130,6 +130,9 @@ def count_words(
     text: str | None = None, path: str | None = None, url: str | None = None, top: int = 10
 ) -> dict[str, Any]:
     """Count the words of a text, a file or a URL."""
+    # again here: a job written into Redis behind rqjobs' back skipped the enqueue's checks
+    # (a file:// URL, a path that is not a file)
+    validate_count_words({"text": text, "path": path, "url": url, "top": top})
     if text:
         chunks, source = _text_chunks(text), "text"
     elif path:
