@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,12 +13,7 @@ from sqlalchemy.engine import make_url
 from tests.conftest import Project
 from tests.helpers import configure
 from tests.test_cli import cli
-
-SERVER_URLS = {
-    "postgresql": os.environ.get("RQJOBS_TEST_POSTGRES_URL"),
-    "mysql": os.environ.get("RQJOBS_TEST_MYSQL_URL"),
-}
-BACKENDS = ["sqlite"] + [name for name, url in SERVER_URLS.items() if url]
+from tests.test_stats import BACKENDS, SERVER_URLS
 
 
 @pytest.fixture(params=BACKENDS)

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from tests.conftest import Project
+from tests.helpers import row_count
 from tests.test_cli import cli
 
 SECRET = "s3cretPW"
-
-
-def _rows(project: Project) -> int:
-    path = project.root / "tasks.sqlite3"
-    if not path.exists():
-        return 0
-    with sqlite3.connect(path) as db:
-        tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
-        return db.execute("select count(*) from tasks").fetchone()[0] if "tasks" in tables else 0
 
 
 def test_query_password_masked_in_error_row_log_and_show(project: Project) -> None:
@@ -65,7 +55,7 @@ def test_unparsable_url_refused_at_configuration(project: Project, url: str) -> 
     assert result.exit_code == 2, result.output
     assert SECRET not in result.output
     assert "redis_url" in result.output
-    assert _rows(project) == 0
+    assert row_count(project) == 0
 
 
 def test_worker_log_and_row_log_mask_a_url_in_an_exception(project: Project) -> None:
