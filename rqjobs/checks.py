@@ -8,13 +8,14 @@ database nor Redis.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from rqjobs import defaults
 from rqjobs.exceptions import InvalidInput, InvalidSchedule, InvalidTaskArguments, TaskDefinitionError
+from rqjobs.tasks.argument_checks import check_json, check_text, check_types
 from rqjobs.tasks.registry import TaskSpec
 from rqjobs.tasks.registry import get_task as task_spec
 
@@ -45,8 +46,13 @@ def _resolve_options(
     if interval is None:
         interval = settings.default_retry_interval_s
     intervals = [interval] if isinstance(interval, int) else list(interval)
-    if not queue or not queue.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise InvalidTaskArguments(f"invalid queue name {queue!r}")
+    plain_queue = (queue or "").replace("-", "").replace("_", "").replace(".", "")
+    if not plain_queue.isascii() or not plain_queue.isalnum():
+        raise InvalidTaskArguments(f"invalid queue name {(queue or '')[:80]!r}")
+    if len(queue) > defaults.QUEUE_MAX_CHARS:
+        raise InvalidTaskArguments(
+            f"the queue name is {len(queue)} characters long; the limit is {defaults.QUEUE_MAX_CHARS}"
+        )
     if not 0 < timeout <= MAX_SECONDS:
         raise InvalidTaskArguments(f"timeout must be between 1 and {MAX_SECONDS} seconds, got {timeout}")
     if not 0 <= max_retries <= MAX_RETRIES:
@@ -87,13 +93,6 @@ def resolve_schedule(at: datetime | None, delay_s: float | None) -> datetime | N
         return ceil_to_second(when)
     except OverflowError:
         raise InvalidSchedule(f"{at.isoformat()} is out of range") from None
-
-
-def _check_json(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    try:
-        json.dumps([args, kwargs])
-    except (TypeError, ValueError) as exc:
-        raise InvalidTaskArguments(f"{spec.name}: arguments must be JSON-serialisable: {exc}") from None
 
 
 def _as_keyword_arguments(spec: TaskSpec, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -217,11 +216,18 @@ def plan_task(
     at: datetime | None = None,
     delay_s: float | None = None,
 ) -> TaskPlan:
-    """The checks of :func:`check_task` against given settings (the schedule ticker's entry)."""
+    """The checks of :func:`check_task` against given settings (the schedule ticker's entry).
+
+    Every limit a database enforces is checked here, so SQLite, PostgreSQL and MariaDB
+    refuse the same input the same way, before a row is written.
+    """
     if not isinstance(description, str) or not description.strip():
         raise InvalidTaskArguments("a task needs a non-empty description")
+    check_text("the description", description.strip(), defaults.DESCRIPTION_MAX_CHARS)
     spec = task_spec(task)
+    check_text("the task name", spec.name, defaults.NAME_MAX_CHARS)
     bound = spec.bind(args, kwargs)
+    check_types(spec, {name: _plain(value) for name, value in bound.items()})
     if spec.validate is not None:
         try:
             normalised = spec.validate(bound)
@@ -241,7 +247,7 @@ def plan_task(
             spec.bind(args, kwargs)
     args = tuple(_plain(a) for a in args)
     kwargs = {k: _plain(v) for k, v in kwargs.items()}
-    _check_json(spec, args, kwargs)
+    check_json(spec, args, kwargs)
     queue_name, timeout, max_retries, intervals = _resolve_options(
         spec, settings, queue, timeout_s, retries, retry_interval_s
     )

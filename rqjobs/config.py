@@ -7,15 +7,17 @@ project's ``rqjobs.toml`` means the same thing from any working directory.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rqjobs import defaults as d
 from rqjobs.exceptions import ConfigError
+from rqjobs.redact import remember_secret, remember_url
 
 if TYPE_CHECKING:
     from rqjobs.schedules.spec import ScheduleSpec
@@ -41,6 +43,8 @@ class MailSettings:
     sender: str = "rqjobs@localhost"
     timeout_s: float = d.MAIL_TIMEOUT_S
     outbox_dir: Path | None = None
+    #: send-mail attaches only files under these folders (default: the config file's folder)
+    attachments_dirs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ _MAIL_KEYS: dict[str, str] = {
     "sender": "str",
     "timeout_s": "float",
     "outbox_dir": "path",
+    "attachments_dirs": "list[path]",
 }
 _MAIL_BACKENDS = ("auto", "outbox", "smtp")
 _MAIL_SECURITY = ("none", "starttls", "ssl")
@@ -148,7 +153,10 @@ def _coerce(value: Any, kind: str, where: str, base_dir: Path) -> Any:
         if kind == "float":
             if isinstance(value, bool):
                 raise TypeError("a number")
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError("a finite number")
+            return number
         if kind == "path":
             if not isinstance(value, (str, os.PathLike)):
                 raise TypeError("a path")
@@ -160,6 +168,12 @@ def _coerce(value: Any, kind: str, where: str, base_dir: Path) -> Any:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise TypeError("a list of strings")
             return tuple(value)
+        if kind == "list[path]":
+            if isinstance(value, (str, os.PathLike)):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, (str, os.PathLike)) for v in value):
+                raise TypeError("a list of paths")
+            return tuple(_coerce(v, "path", where, base_dir) for v in value)
         if kind == "list[int]":
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
@@ -167,7 +181,7 @@ def _coerce(value: Any, kind: str, where: str, base_dir: Path) -> Any:
                 raise TypeError("a list of integers")
             return tuple(int(v) for v in value)
     except (TypeError, ValueError) as exc:
-        expected = exc.args[0] if isinstance(exc, TypeError) else kind
+        expected = exc.args[0] if isinstance(exc, TypeError) or exc.args == ("a finite number",) else kind
         raise ConfigError(f"{where}: expected {expected}, got {value!r}") from None
     raise AssertionError(kind)  # pragma: no cover
 
@@ -185,6 +199,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
@@ -272,8 +288,12 @@ def load_settings(
         # [mail] host set means "send through it": writing to the outbox instead was a silent surprise
         mail_values["backend"] = "smtp" if "host" in mail_values else "outbox"
     password_env = mail_values.get("password_env", MailSettings.password_env)
+    mail_values.setdefault("attachments_dirs", (base_dir,))
     mail = MailSettings(**mail_values, password=env.get(password_env) or None)
     _validate(mail, values, where)
+    _check_url("database_url", database_url, _DATABASE_SCHEMES, where)
+    if mail.password:
+        remember_secret(mail.password)
     return Settings(
         config_path=path,
         base_dir=base_dir,
@@ -299,20 +319,60 @@ def _anchor_sqlite_path(url: str, base_dir: Path) -> str:
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb")
+
+
+def _check_url(key: str, url: str, schemes: Sequence[str], where: str) -> None:
+    """Refuse a URL that does not parse now, before any row is written; the message masks it.
+
+    An unencoded '#', '/' or '@' in a password splits the URL in the wrong place, and
+    the client library would later quote the pieces (password included) in its error.
+    """
+    from urllib.parse import urlsplit
+
+    from rqjobs.redact import mask_url
+
+    remember_url(url)
+    shown = mask_url(url)
+    scheme = url.partition("://")[0].split("+")[0].lower() if "://" in url else ""
+    if scheme not in schemes:
+        raise ConfigError(
+            f"{where}: {key} must start with one of {', '.join(s + '://' for s in schemes)}; got {shown}"
+        )
+    if scheme in ("sqlite", "unix"):
+        return
+    hint = "encode special characters of the user name and password (% as %25, # as %23, / as %2F, @ as %40)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{where}: {key} {shown} does not parse: {hint}") from None
+    if parts.fragment or url.count("@") > 1 or (scheme.startswith("redis") and not parts.hostname):
+        raise ConfigError(f"{where}: {key} {shown} does not parse: {hint}")
+
+
 def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None:
     redis_url = values.get("redis_url")
-    if redis_url and not redis_url.startswith(_REDIS_SCHEMES):
-        raise ConfigError(
-            f"{where}: redis_url must start with {', '.join(_REDIS_SCHEMES)}; got {redis_url!r}"
-        )
+    if redis_url:
+        _check_url("redis_url", redis_url, ("redis", "rediss", "unix"), where)
     if mail.backend not in _MAIL_BACKENDS:
         raise ConfigError(f"{where}: mail.backend must be one of {', '.join(_MAIL_BACKENDS)}")
     if mail.security not in _MAIL_SECURITY:
         raise ConfigError(f"{where}: mail.security must be one of {', '.join(_MAIL_SECURITY)}")
+    if not 0 < mail.port < 65536:
+        raise ConfigError(f"{where}: mail.port must be between 1 and 65535")
+    if mail.timeout_s <= 0:
+        raise ConfigError(f"{where}: mail.timeout_s must be positive")
     for key in ("default_timeout_s", "status_limit", "result_ttl_s", "failure_ttl_s", "timeout_grace_s"):
         if key in values and values[key] <= 0:
             raise ConfigError(f"{where}: {key} must be positive")
-    for key in ("reconcile_interval_s", "worker_liveness_ttl_s"):
+    positive = (
+        "reconcile_interval_s",
+        "worker_liveness_ttl_s",
+        "redis_socket_timeout_s",
+        "progress_interval_s",
+    )
+    for key in (*positive, "url_timeout_s", "url_max_bytes"):
         if key in values and values[key] <= 0:
             raise ConfigError(f"{where}: {key} must be positive")
     for key in ("default_retries", "default_retry_interval_s", "db_retry_s", "reconcile_grace_s"):

@@ -54,3 +54,14 @@ MAIL_TIMEOUT_S = 30.0
 URL_TIMEOUT_S = 20.0
 URL_MAX_BYTES = 10 * 1024 * 1024
 IMAGE_SIZES_PX = (64, 256, 1024)
+
+# -- column limits: the schema (store/models.py) declares them, and enqueue checks them
+#    first, so every database refuses the same input before a row is written --
+NAME_MAX_CHARS = 200
+DESCRIPTION_MAX_CHARS = 1000
+QUEUE_MAX_CHARS = 200
+PROGRESS_MESSAGE_MAX_CHARS = 1000
+WORKER_MAX_CHARS = 200
+SCHEDULE_MAX_CHARS = 200
+#: JSON integers beyond 64 bits are refused: not every database's JSON type holds them
+JSON_INT_MAX = 2**63 - 1

@@ -7,6 +7,7 @@ version of this design measured 0.24x plain RQ on enqueue for exactly those reas
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,11 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._queues: dict[str, Queue] = {}
+        from rqjobs.private import exposure_warning_once
+
+        warning = exposure_warning_once(settings.data_dir)
+        if warning is not None:  # the CLI printed it already (then this is None)
+            logging.getLogger("rqjobs").warning("%s", warning)
 
     @cached_property
     def store(self) -> TaskStore:

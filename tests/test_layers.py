@@ -22,6 +22,8 @@ LAYERS: list[list[str]] = [
         "rqjobs.hostpid",
         "rqjobs.status",
         "rqjobs.timeparse",
+        "rqjobs.private",
+        "rqjobs.redact",
     ],
     # a schedule's spec is part of the config (validated when the file is read)
     ["rqjobs.config", "rqjobs.schedules.spec"],

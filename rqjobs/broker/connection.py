@@ -7,29 +7,14 @@ dead server turns ``rqjobs enqueue`` into a hang instead of an error.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from rqjobs.exceptions import BrokerUnavailable
+from rqjobs.redact import mask_url, redact
 
 if TYPE_CHECKING:
     from redis import Redis
 
     from rqjobs.config import Settings
-
-
-def mask_url(url: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host``: safe to log and show."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def describe(settings: Settings) -> str:
@@ -61,7 +46,9 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> Redis:
         try:
             return Redis.from_url(settings.redis_url, **timeouts)
         except ValueError as exc:
-            raise BrokerUnavailable(f"invalid redis_url {mask_url(settings.redis_url)}: {exc}") from None
+            raise BrokerUnavailable(
+                f"invalid redis_url {mask_url(settings.redis_url)}: {redact(str(exc))}"
+            ) from None
     from rqjobs.broker.embedded import ensure_running, socket_path_for
 
     if start_embedded:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rqjobs import defaults
 from rqjobs.broker.redis_binary import find_redis_server, server_argv
 from rqjobs.exceptions import EmbeddedRedisError, RedisServerNotFound
+from rqjobs.private import PRIVATE_UMASK, ensure_private_dir, open_private
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -132,7 +133,7 @@ def ensure_running(
     socket_path = socket_path_for(data_dir)
     if ping(socket_path):
         return socket_path
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(data_dir)
     with _start_lock(data_dir / LOCK_FILE_NAME, start_timeout_s):
         state = _probe(socket_path)
         if state == "up":
@@ -431,7 +432,7 @@ def _start_server(
     log_path = data_dir / LOG_FILE_NAME
     argv = server_argv(executable, data_dir, socket_path, data_dir / PID_FILE_NAME, data_dir / LOG_FILE_NAME)
     try:
-        with open(log_path, "ab") as log_file:
+        with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as log_file:
             completed = subprocess.run(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -439,6 +440,7 @@ def _start_server(
                 stderr=log_file,
                 cwd=data_dir,
                 start_new_session=True,
+                umask=PRIVATE_UMASK,  # its AOF, pid file, log and socket: 0600
                 close_fds=True,
                 timeout=max(deadline - time.monotonic(), _POLL_INTERVAL_S),
                 check=False,

@@ -1,8 +1,11 @@
 """RQ's Job, restricted to registered tasks.
 
-Plain RQ imports whatever dotted path a job names. A worker that reads jobs from a
-shared Redis must not: this Job resolves ``func_name`` through the task registry only,
-so a job naming anything else fails with :class:`UnregisteredTask` before any code runs.
+Plain RQ imports whatever dotted path a job names: its function, and its success,
+failure and stopped callbacks. A worker that reads jobs from a shared Redis must not:
+this Job resolves ``func_name`` through the task registry only, never resolves a
+callback (rqjobs sets none, so any callback name comes from a job written behind its
+back), and refuses a job with dependencies (rqjobs makes none). Such a job fails with
+:class:`UnregisteredTask` before anything is imported.
 """
 
 from __future__ import annotations
@@ -33,17 +36,58 @@ class RqjobsJob(Job):
     #: worker just before RQ's failure handling, so the row and Redis name the same time
     rqjobs_retry_at: datetime | None = None
 
+    def refusal(self) -> str | None:
+        """Why this worker must not run the job, or None: it names only registered code.
+
+        Read from the job's hash alone, so it is decided before anything is imported.
+        """
+        from rqjobs.tasks.registry import spec_for_path
+
+        callbacks = {
+            "success callback": self._success_callback_name,
+            "failure callback": self._failure_callback_name,
+            "stopped callback": self._stopped_callback_name,
+        }
+        named = [f"{kind} {name!r}" for kind, name in callbacks.items() if name]
+        if named:
+            return (
+                f"job {self.id} names {', '.join(named)}: rqjobs runs registered tasks only and sets no "
+                "callbacks; the job was refused without running"
+            )
+        if self._dependency_ids:
+            return (
+                f"job {self.id} depends on {', '.join(map(repr, self._dependency_ids))}: rqjobs makes no "
+                "dependent jobs; the job was refused without running"
+            )
+        if spec_for_path(self.func_name) is None:
+            return (
+                f"job {self.id} names {self.func_name!r}, which is not a registered task on this worker "
+                "(check tasks_modules in the worker's config); the job was refused without running"
+            )
+        return None
+
     @property
     def func(self) -> Any:  # type: ignore[override]
         from rqjobs.tasks.registry import spec_for_path
 
+        reason = self.refusal()
         spec = spec_for_path(self.func_name)
-        if spec is None:
-            raise UnregisteredTask(
-                f"job {self.id} names {self.func_name!r}, which is not a registered task on this worker "
-                "(check tasks_modules in the worker's config)"
-            )
+        if reason is not None or spec is None:
+            raise UnregisteredTask(reason or f"job {self.id} names {self.func_name!r}")
         return spec.wrapper
+
+    # RQ resolves these with import_attribute; rqjobs never does, whatever the hash says
+    @property
+    def success_callback(self) -> None:  # type: ignore[override]
+        return None
+
+    @property
+    def failure_callback(self) -> None:  # type: ignore[override]
+        return None
+
+    @property
+    def stopped_callback(self) -> None:  # type: ignore[override]
+        return None
 
     def retry(self, queue: Queue, pipeline: Pipeline) -> None:
         """RQ's retry, scheduled at the time the row shows, in whole seconds.

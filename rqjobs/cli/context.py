@@ -46,6 +46,11 @@ def settings_from(ctx: Context) -> Settings:
                 overrides={k: params.get(k) for k in ("database_url", "redis_url", "data_dir")},
             )
         obj["settings"] = load_settings(obj.get("config"), overrides=obj.get("overrides"))
+        from rqjobs.private import exposure_warning_once
+
+        warning = exposure_warning_once(obj["settings"].data_dir)
+        if warning is not None:
+            stderr().print(warning, markup=False, soft_wrap=True)
         set_current_settings(obj["settings"])
         root.obj = obj
         _note_new_data_folder(root, obj["settings"])

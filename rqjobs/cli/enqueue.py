@@ -318,7 +318,12 @@ def run_enqueue(
         if record.scheduled_for
         else ""
     )
-    info(f"[dim]task {record.id} ({record.name}) {record.status} on queue {record.queue}{when_text}[/dim]")
+    from rich.markup import escape
+
+    from rqjobs.cli.render.literal import visible
+
+    note = f"task {record.id} ({visible(record.name)}) {record.status} on queue {visible(record.queue)}{when_text}"
+    info(f"[dim]{escape(note)}[/dim]")
 
 
 __all__ = ["EnqueueGroup", "build_command", "enqueue_app", "run_enqueue", "task_parameters"]

@@ -23,7 +23,9 @@ class CommandFailed(ClickException):
     """A library error (or an unexpected one) on its way to stderr and the exit code."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
+        from rqjobs.redact import redact
+
+        super().__init__(redact(message))
         self.exit_code = exit_code
 
     def show(self, file: IO[Any] | None = None) -> None:
@@ -32,7 +34,10 @@ class CommandFailed(ClickException):
         from rich.markup import escape
 
         console = Console(file=file, stderr=file is None, highlight=False)
-        console.print(f"[bold red]Error:[/bold red] {escape(self.message)}", soft_wrap=True)
+        from rqjobs.cli.render.literal import visible
+
+        message = escape(visible(self.message, multiline=True))
+        console.print(f"[bold red]Error:[/bold red] {message}", soft_wrap=True)
 
 
 def as_click_exception(exc: Exception) -> CommandFailed:

@@ -20,7 +20,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # outside any command (e.g. while parsing): same short message
         if "--debug" in args or debugging():
-            raise
+            import traceback
+
+            from rqjobs.redact import redact
+
+            # the traceback as Python prints it, with passwords masked like every message
+            sys.stderr.write(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+            sys.exit(as_click_exception(exc).exit_code)
         failure = as_click_exception(exc)
         failure.show()
         sys.exit(failure.exit_code)

@@ -66,7 +66,12 @@ def create_store_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            from rqjobs.private import create_private_file, ensure_private_dir
+
+            database = Path(parsed.database).expanduser()
+            ensure_private_dir(database.parent)
+            # SQLite gives the -wal and -shm files the database file's mode
+            create_private_file(database)
         kwargs["connect_args"] = {"timeout": defaults.SQLITE_BUSY_TIMEOUT_S}
     elif backend in ("postgresql", "mysql", "mariadb"):
         # a dead or unreachable host must fail a connection attempt, not hang it (libpq

@@ -19,6 +19,8 @@ from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, Stri
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
 
+from rqjobs import defaults
+
 #: MariaDB's TEXT holds 64 KiB only: logs and results get LONGTEXT there
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 #: MariaDB's DATETIME keeps whole seconds unless asked for microseconds (migration 0002)
@@ -74,14 +76,14 @@ tasks_table = Table(
     "tasks",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(200), nullable=False),
-    Column("description", String(1000), nullable=False),
-    Column("queue", String(200), nullable=False),
+    Column("name", String(defaults.NAME_MAX_CHARS), nullable=False),
+    Column("description", String(defaults.DESCRIPTION_MAX_CHARS), nullable=False),
+    Column("queue", String(defaults.QUEUE_MAX_CHARS), nullable=False),
     Column("args", JSONText, nullable=False, default=list),
     Column("kwargs", JSONText, nullable=False, default=dict),
     Column("status", String(16), nullable=False),
     Column("progress", Integer, nullable=False, default=0),
-    Column("progress_message", String(1000)),
+    Column("progress_message", String(defaults.PROGRESS_MESSAGE_MAX_CHARS)),
     Column("result", JSONText, nullable=True),
     Column("log", LongText),
     Column("attempts", Integer, nullable=False, default=0),
@@ -93,10 +95,10 @@ tasks_table = Table(
     Column("scheduled_for", UTCDateTime),
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
-    Column("worker", String(200)),
+    Column("worker", String(defaults.WORKER_MAX_CHARS)),
     # rows made by a [[schedule]]: its name and the tick the row is for (NULL for a run
     # outside the ticks, `rqjobs schedule run`); migration 0003
-    Column("schedule", String(200)),
+    Column("schedule", String(defaults.SCHEDULE_MAX_CHARS)),
     Column("schedule_tick", UTCDateTime),
     # at most one row per (schedule, tick), whichever workers race for it: a unique index
     # (SQLite adds one without rebuilding the table, unlike a constraint); NULLs are

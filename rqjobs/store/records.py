@@ -87,7 +87,9 @@ def attempt_log_entry(
     """One block of the ``log`` column: a header line, then the traceback or reason."""
     when = when or utcnow()
     place = f" on {where}" if where else ""
-    detail = detail.rstrip("\n")
+    from rqjobs.redact import redact
+
+    detail = redact(detail.rstrip("\n"))  # a traceback or reason may quote a URL with its password
     return f"--- attempt {attempt} {what} at {when.isoformat(timespec='seconds')}{place} ---\n{detail}\n"
 
 

@@ -77,6 +77,19 @@ def _update_statement(
     return stmt
 
 
+def clip_progress_message(message: str | None) -> str | None:
+    """A progress message the column holds: cut to its length, lone surrogates replaced.
+
+    Progress never fails a task, so an over-long or unencodable message is shortened,
+    not refused (PostgreSQL and MariaDB would raise a DataError, SQLite would store it).
+    """
+    if message is None:
+        return None
+    text = str(message).encode("utf-8", "replace").decode("utf-8")
+    limit = defaults.PROGRESS_MESSAGE_MAX_CHARS
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class TaskStore(AggregateReads):
     """Row operations on one database. Cheap to construct; the engine is shared."""
 
@@ -220,7 +233,11 @@ class TaskStore(AggregateReads):
 
     def mark_finished(self, task_id: int, result: Any, *, progress_message: str | None = None) -> bool:
         """Success: the result, progress 100, and the last progress message held back, if any."""
-        extra: dict[str, Any] = {"progress_message": progress_message} if progress_message is not None else {}
+        extra: dict[str, Any] = (
+            {"progress_message": clip_progress_message(progress_message)}
+            if progress_message is not None
+            else {}
+        )
         return self._transition(
             task_id,
             (TaskStatus.RUNNING.value,),
@@ -274,7 +291,7 @@ class TaskStore(AggregateReads):
         stmt = (
             update(_table)
             .where(and_(_c.id == task_id, _c.status == TaskStatus.RUNNING.value))
-            .values(progress=progress, progress_message=message)
+            .values(progress=progress, progress_message=clip_progress_message(message))
         )
         try:
             with self.engine.begin() as conn:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from rqjobs.config import current_settings
 from rqjobs.exceptions import ImageError, InvalidTaskArguments
+from rqjobs.private import ensure_private_dir, private_umask
 from rqjobs.tasks.commons import background_task, set_task_progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -152,7 +153,8 @@ def _write(img: Image, target: Path, fmt: str) -> None:
     """Save atomically: a reader never sees a half-written copy, and a re-run just replaces it."""
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        _for_format(img, fmt).save(tmp, format=fmt, **_save_options(fmt, img))
+        with private_umask():  # Pillow creates the file: 0600 like everything rqjobs writes
+            _for_format(img, fmt).save(tmp, format=fmt, **_save_options(fmt, img))
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -181,7 +183,7 @@ def create_image_set(path: str, size: list[int] | None = None, output_dir: str |
     # resampling a palette image would fall back to nearest-neighbour: go to RGB(A) first
     if original.mode in ("P", "1"):
         original = original.convert("RGBA" if "transparency" in original.info else "RGB")
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(out)
 
     files: list[dict[str, Any]] = []
     for index, longest in enumerate(sizes, start=1):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,10 +70,16 @@ def _as_list(value: object, what: str) -> list[str]:
     raise InvalidTaskArguments(f"{what} must be a list of strings, got {value!r}")
 
 
+#: every character Python (str.splitlines) or a mail program may take for a line or
+#: paragraph break, and the other C0 controls but tab: none belongs in a header
+_HEADER_BREAKS = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
 def _reject_newlines(value: str, what: str) -> None:
-    """A CR or LF in a header value would let the caller add headers of their own."""
-    if "\r" in value or "\n" in value:
-        raise InvalidTaskArguments(f"{what} must not contain a line break: {value!r}")
+    """A line or paragraph separator in a header value would let the caller add headers of
+    their own, or fail in the worker when the email package folds the header."""
+    if _HEADER_BREAKS.search(value):
+        raise InvalidTaskArguments(f"{what} must not contain a line break or control character: {value!r}")
 
 
 def parse_address(value: str, what: str = "address") -> tuple[str, str]:
@@ -159,10 +165,23 @@ def parse_vars(var: object) -> dict[str, str]:
     return values
 
 
-def _check_attachments(attach: object) -> list[Path]:
+def _check_attachments(attach: object, allowed: Sequence[Path]) -> list[Path]:
+    """Each attachment: a readable file under one of ``[mail] attachments_dirs``.
+
+    Checked at enqueue and again in the worker: a job written into Redis behind
+    rqjobs' back must not mail ``/etc/shadow``. Symlinks are followed before the check.
+    """
+    roots = [Path(os.path.realpath(d)) for d in allowed]
     paths = []
     for item in _as_list(attach, "attach"):
         path = Path(item).expanduser()
+        real = Path(os.path.realpath(path))
+        if not any(real == root or root in real.parents for root in roots):
+            folders = ", ".join(str(d) for d in allowed) or "(none)"
+            raise InvalidTaskArguments(
+                f"attachment {item} is outside the folders send-mail may attach from ({folders}); "
+                "list its folder in [mail] attachments_dirs"
+            )
         if not path.is_file():
             raise InvalidTaskArguments(f"attachment not found (or not a file): {item}")
         if not os.access(path, os.R_OK):
@@ -258,8 +277,8 @@ def validate_send_mail(kwargs: dict[str, object]) -> dict[str, object]:
     _reject_newlines(subject, "subject")
     template = check_template_name(kwargs.get("template", DEFAULT_TEMPLATE))
     variables = parse_vars(kwargs.get("var"))
-    attachments = _check_attachments(kwargs.get("attach"))
     settings = current_settings()
+    attachments = _check_attachments(kwargs.get("attach"), settings.mail.attachments_dirs)
     _sender(settings.mail)
     render_template(template, _context(subject, variables), settings)
     if kwargs.get("attach") is None:
@@ -396,7 +415,9 @@ def write_outbox(msg: EmailMessage, outbox_dir: Path) -> Path:
     """
     import time
 
-    outbox_dir.mkdir(parents=True, exist_ok=True)
+    from rqjobs.private import ensure_private_dir, open_private
+
+    ensure_private_dir(outbox_dir)
     now = time.time()
     stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{int(now % 1 * 1_000_000):06d}Z"
     ident = re.sub(r"[^A-Za-z0-9._-]", "_", str(msg["Message-ID"]).strip("<> "))[:80]
@@ -404,7 +425,7 @@ def write_outbox(msg: EmailMessage, outbox_dir: Path) -> Path:
     tmp = outbox_dir / f".{final.name}.tmp"
     data = msg.as_bytes()
     try:
-        with open(tmp, "xb") as fh:
+        with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -443,7 +464,7 @@ def send_mail(
         raise InvalidTaskArguments("at least one recipient (--to) is required")
     _reject_newlines(subject, "subject")
     variables = parse_vars(var)
-    attachments = _check_attachments(attach)
+    attachments = _check_attachments(attach, settings.mail.attachments_dirs)
     sender = _sender(settings.mail)
 
     set_task_progress(10, "rendering")

@@ -133,6 +133,9 @@ def count_words(
 
     Example: rqjobs enqueue count-words --description "demo" --text "to be or not to be"
     """
+    # again here: a job written into Redis behind rqjobs' back skipped the enqueue's checks
+    # (a file:// URL, a path that is not a file)
+    validate_count_words({"text": text, "path": path, "url": url, "top": top})
     if text:
         chunks, source = _text_chunks(text), "text"
     elif path:

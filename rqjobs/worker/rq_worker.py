@@ -116,15 +116,41 @@ class RqjobsWorker(ScheduleTickerMixin, WorkerHealthMixin, Worker):
     # -- in the work horse -------------------------------------------------------------
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
-        if commons.spec_for_path(job.func_name) is None:
-            # never import an arbitrary path; fail the row and the job, without retries
-            detail = (
-                f"job {job.id} names {job.func_name!r}, which is not a registered task on this worker; "
-                "the job was refused without running"
-            )
+        reason = job.refusal() if isinstance(job, RqjobsJob) else None
+        if reason is not None:
+            # never import an arbitrary path (function, callback): fail the row and the job,
+            # without retries; RqjobsJob.func then raises, so RQ files the job as failed
             job.retries_left = None  # first: the row must not wait for a retry that never comes
-            self._fail_row(job, "refused", detail, from_statuses=(*WAITING, TaskStatus.RUNNING.value))
+            log.warning("%s", reason)
+            try:
+                if task_id_of(job) is None:
+                    self._row_for_refused(job, reason)
+                else:
+                    self._fail_row(job, "refused", reason, from_statuses=(*WAITING, TaskStatus.RUNNING.value))
+            except Exception:  # RQ must still file the job as failed
+                log.exception("could not record that job %s was refused", job.id)
         return super().perform_job(job, queue)
+
+    def _row_for_refused(self, job: Job, reason: str) -> None:
+        """A refused job enqueued without rqjobs gets a row too, failed with the reason."""
+        from rqjobs.keys import foreign_job_key
+
+        record = self.store.insert(
+            name=(job.func_name or "?")[:200],
+            description=f"job {job.id} enqueued outside rqjobs, refused"[:1000],
+            queue=(job.origin or "default")[:200],
+            args=[],
+            kwargs={},
+            timeout_s=0,
+            status=TaskStatus.RUNNING.value,
+            worker=self._label(),
+            attempts=1,
+            started_at=utcnow(),
+        )
+        job.meta["rqjobs_task_id"] = record.id
+        job.save_meta()
+        self.connection.set(foreign_job_key(record.id), job.id)
+        self._fail_row(job, "refused", reason, from_statuses=(TaskStatus.RUNNING.value,))
 
     # -- in the worker (parent) --------------------------------------------------------
 
@@ -313,6 +339,9 @@ def run_worker(
     RQ's loop is started again after a Redis outage (see
     :func:`rqjobs.worker.supervisor.run_supervised`), with the retries still awaited.
     """
+    from rqjobs.redact import install_log_redaction
+
+    install_log_redaction()  # no password of a configured URL reaches the worker's log
     commons.load_task_modules(runtime.settings)
     check_schedules(runtime.settings)  # an unknown task or bad arguments: refused before any work
     # open the task database now: a wrong URL or a schema that needs `rqjobs db upgrade`

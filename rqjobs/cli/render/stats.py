@@ -10,6 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from rqjobs.cli.render.literal import literal
 from rqjobs.timeparse import format_duration
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
@@ -48,7 +49,7 @@ def stats_view(stats: Any, window: str) -> Group:
         active = c["queued"] + c["scheduled"] + c["running"]
         style = "red" if c["failed"] else None
         table.add_row(
-            task.name,
+            literal(task.name),
             str(c["finished"]),
             str(c["failed"]),
             str(c["canceled"]),

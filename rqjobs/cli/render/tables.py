@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from rqjobs.cli.render.literal import literal, visible
 from rqjobs.status import TaskStatus
 from rqjobs.store.repository import TaskRecord
 from rqjobs.timeparse import format_duration
@@ -72,15 +73,15 @@ def _build_status_table(
         style = "red" if row.status == TaskStatus.FAILED.value else None
         cells: list[str | Text] = [
             str(row.id),
-            row.name,
-            row.description,
+            literal(row.name),
+            literal(row.description),
             _status_cell(row),
             str(row.attempts),
             age(row.created_at, now),
             format_duration(row.duration_s),
         ]
         if show_error:
-            cells.append(row.error or "")
+            cells.append(literal(row.error or ""))
         table.add_row(*cells, style=style)
     return table
 
@@ -104,12 +105,12 @@ class StatusTable:
         needed = Measurement.get(console, options.update_width(10_000), table).maximum
         if needed > options.max_width:
             # the error gives way first (down to 24 columns), then the description
-            natural_error = max((cell_len(r.error or "") for r in self.rows), default=0)
+            natural_error = max((cell_len(visible(r.error or "")) for r in self.rows), default=0)
             error_width = max(24, natural_error - (needed - options.max_width)) if natural_error else None
             table = _build_status_table(self.rows, None, error_width)
             needed = Measurement.get(console, options.update_width(10_000), table).maximum
             if needed > options.max_width:
-                natural = max((cell_len(r.description) for r in self.rows), default=11)
+                natural = max((cell_len(visible(r.description)) for r in self.rows), default=11)
                 width = max(8, natural - (needed - options.max_width))
                 table = _build_status_table(self.rows, width, error_width)
         yield table
@@ -154,18 +155,19 @@ def task_detail(row: TaskRecord) -> Group:
     info.add_column(style="bold", no_wrap=True)
     info.add_column()
     info.add_row("id", str(row.id))
-    info.add_row("task", row.name)
-    info.add_row("description", row.description)
+    info.add_row("task", literal(row.name))
+    info.add_row("description", literal(row.description))
     info.add_row("status", status_text(row.status))
     info.add_row(
-        "progress", f"{row.progress}%" + (f"  {row.progress_message}" if row.progress_message else "")
+        "progress",
+        literal(f"{row.progress}%" + (f"  {row.progress_message}" if row.progress_message else "")),
     )
-    info.add_row("queue", row.queue)
+    info.add_row("queue", literal(row.queue))
     if row.schedule:
         tick = f"tick {_when(row.schedule_tick)}" if row.schedule_tick else "run by hand, outside the ticks"
-        info.add_row("schedule", Text(f"{row.schedule} ({tick})"))
-    info.add_row("args", json.dumps(row.args, ensure_ascii=False))
-    info.add_row("kwargs", json.dumps(row.kwargs, ensure_ascii=False))
+        info.add_row("schedule", literal(f"{row.schedule} ({tick})"))
+    info.add_row("args", literal(json.dumps(row.args, ensure_ascii=False)))
+    info.add_row("kwargs", literal(json.dumps(row.kwargs, ensure_ascii=False)))
     retry = f"{row.max_retries} retries" + (
         f", intervals {row.retry_intervals} s" if row.retry_intervals else ""
     )
@@ -178,19 +180,23 @@ def task_detail(row: TaskRecord) -> Group:
     info.add_row("started", _when(row.started_at) + _gap(row.enqueued_at, row.started_at, "waited"))
     info.add_row("finished", _when(row.finished_at))
     info.add_row("duration", format_duration(row.duration_s))
-    info.add_row("worker", row.worker or "-")
+    info.add_row("worker", literal(row.worker or "-"))
     parts: list[Any] = [info]
     if row.result is not None:
         from rich.syntax import Syntax  # pygments: ~70 ms of imports that only `show` needs
 
         parts.append(
             Panel(
-                Syntax(json.dumps(row.result, indent=2, ensure_ascii=False), "json", word_wrap=True),
+                Syntax(
+                    visible(json.dumps(row.result, indent=2, ensure_ascii=False), multiline=True),
+                    "json",
+                    word_wrap=True,
+                ),
                 title="result",
             )
         )
     if row.log:
-        parts.append(Panel(Text(row.log.rstrip()), title="log", border_style="red"))
+        parts.append(Panel(literal(row.log.rstrip(), multiline=True), title="log", border_style="red"))
     return Group(*parts)
 
 
@@ -223,7 +229,7 @@ def outcome_line(task_id: int, ok: bool, action: str, detail: str) -> Text:
     text = Text(f"#{task_id} ", style="bold")
     text.append(action, style="green" if ok else "bold red")
     if detail:
-        text.append(f": {detail}")
+        text.append(f": {visible(detail)}")
     return text
 
 
@@ -237,10 +243,10 @@ def schedules_table(views: Sequence[Any]) -> Table:
         if view.last_task_id is not None:
             last_row = Text(f"#{view.last_task_id} ") + status_text(view.last_status or "")
         table.add_row(
-            Text(view.spec.name),
-            Text(view.spec.task),
-            Text(view.spec.spec_text),
-            Text(view.spec.timezone),
+            literal(view.spec.name),
+            literal(view.spec.task),
+            literal(view.spec.spec_text),
+            literal(view.spec.timezone),
             _short_when(view.next_tick),
             _short_when(view.last_tick),
             last_row,

@@ -9,6 +9,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
+from rqjobs.cli.render.literal import literal, visible
 from rqjobs.cli.render.tables import STATUS_STYLES, status_text
 from rqjobs.status import TaskStatus
 from rqjobs.store.repository import TaskRecord
@@ -43,8 +44,8 @@ def change_detail(row: TaskRecord) -> str:
 def change_line(row: TaskRecord, when: datetime) -> str:
     """One line per change, for pipes: ``2026-11-29T10:00:01 #42 send-mail running 50% resizing``."""
     stamp = when.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
-    line = f"{stamp} #{row.id} {row.name} {row.status} {row.progress}%"
-    detail = " ".join(change_detail(row).split())  # one line, whatever the message holds
+    line = f"{stamp} #{row.id} {visible(row.name)} {row.status} {row.progress}%"
+    detail = visible(" ".join(change_detail(row).split()))  # one line, whatever the message holds
     return f"{line} {detail}" if detail else line
 
 
@@ -53,12 +54,12 @@ def ended_summary(row: TaskRecord) -> Text:
     marks = {TaskStatus.FINISHED.value: "✓", TaskStatus.FAILED.value: "✗", TaskStatus.CANCELED.value: "■"}
     text = Text(f"{marks.get(row.status, '·')} ", style=STATUS_STYLES.get(row.status, ""))
     text.append(f"#{row.id} ", style="bold")
-    text.append(f"{row.name} ")
+    text.append(f"{visible(row.name)} ")
     text.append(row.status, style=STATUS_STYLES.get(row.status, ""))
     detail = change_detail(row)
     if detail:
-        text.append(f"  {detail}", style="dim" if row.status == TaskStatus.FINISHED.value else "")
-    text.append(f"  ({row.description})", style="dim")
+        text.append(f"  {visible(detail)}", style="dim" if row.status == TaskStatus.FINISHED.value else "")
+    text.append(f"  ({visible(row.description)})", style="dim")
     text.no_wrap = True
     text.overflow = "ellipsis"
     return text
@@ -95,11 +96,11 @@ class TailView:
                 state.append(f" {format_duration(row.duration_s)}", style="dim")
             table.add_row(
                 f"#{row.id}",
-                row.name,
+                literal(row.name),
                 bar,
                 "" if waiting else f"{row.progress}%",
                 state,
-                Text(change_detail(row), style="dim" if waiting else ""),
+                literal(change_detail(row), style="dim" if waiting else ""),
             )
         yield table
         hidden = self.more + len(self.rows) - len(shown)
