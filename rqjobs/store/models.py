@@ -104,7 +104,6 @@ tasks_table = Table(
     # the web dashboard's search, newest first a page at a time (migration 0004)
     Index("ix_tasks_name_id", "name", "id"),
     Index("ix_tasks_queue_id", "queue", "id"),
-    Index("ix_tasks_worker_id", "worker", "id"),
     # SQLite reuses the largest rowid after a delete unless AUTOINCREMENT is on;
     # the id is also the RQ job id, so it must never come back
     sqlite_autoincrement=True,

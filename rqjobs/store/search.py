@@ -2,15 +2,17 @@
 
 Pages are keyset-paginated by id (``WHERE id < :before ORDER BY id DESC LIMIT n``), never
 by OFFSET and never with a total count, so the tasks page costs the same on a million rows
-as on a thousand: the database walks an index from one end and stops after a page. Each
-qualifier has an index that leads with it and ends with the id (``status, id``,
-``name, id``, ``queue, id``, ``worker, id``: migration 0004), so a qualified search walks
-that index in id order too. ``since:`` becomes an id bound too (the smallest id created
-since then, read from the ``created_at`` index when the window holds few rows), so a window with no rows in it costs
-one index probe instead of a walk through every older row.
+as on a thousand: the database walks an index from one end and stops after a page.
+``status:``, ``task:`` and ``queue:`` have indexes that lead with the column and end with
+the id (``status, id``; ``name, id`` and ``queue, id`` from migration 0004), so a search
+with one of them walks that index in id order too. ``since:`` becomes an id bound (the
+smallest id created since then, read from the ``created_at`` index when the window holds
+few rows), so a window with no rows in it costs one index probe instead of a walk through
+every older row.
 
-Free text on the description (``LIKE '%...%'``) and a ``worker:host`` prefix no index can
-serve: those searches look at most :data:`SCAN_WINDOW` ids per page and, when the page is
+Free text on the description (``LIKE '%...%'``) and ``worker:`` (no index: the column
+changes on every run) are filters no index serves. Without an indexed qualifier beside
+them, those searches look at most :data:`SCAN_WINDOW` ids per page and, when the page is
 not full, say where they stopped (``scanned_down_to``) so the next request continues from
 there. Each request thus costs the same whatever the table's size; a rare phrase in a huge
 table takes several clicks instead of one slow page.
@@ -57,10 +59,10 @@ class TaskPage:
 
 
 def _needs_window(query: TaskQuery) -> bool:
-    """True when no index narrows the search: free text, or only a ``worker:host`` prefix."""
+    """True when no index narrows the search: free text or ``worker:`` alone."""
     if query.ids or query.names or query.statuses or query.queues:
         return False
-    return bool(query.text) or any(not _is_process(w) for w in query.workers)
+    return bool(query.text or query.workers)
 
 
 def _is_process(worker: str) -> bool:

@@ -301,27 +301,20 @@ def make_blueprint(
     def retry_matching() -> Any:
         from rqjobs.api import retry_tasks
 
-        rt = _with_tasks(get_runtime())
-        ids, more, q = _matching(rt, RETRYABLE)
-        return _outcomes(
-            "Retry every failed or canceled task matching the search",
-            retry_tasks(ids, runtime=rt),
-            more=more,
-            q=q,
-        )
+        title = "Retry every failed or canceled task matching the search"
+        return _bulk(title, RETRYABLE, retry_tasks, _with_tasks(get_runtime()))
 
     @bp.post("/tasks/cancel")
     def cancel_matching() -> Any:
         from rqjobs.api import cancel_tasks
 
-        rt = get_runtime()
-        ids, more, q = _matching(rt, CANCELABLE)
-        return _outcomes(
-            "Cancel every waiting or running task matching the search",
-            cancel_tasks(ids, runtime=rt),
-            more=more,
-            q=q,
-        )
+        title = "Cancel every waiting or running task matching the search"
+        return _bulk(title, CANCELABLE, cancel_tasks, get_runtime())
+
+    def _bulk(title: str, statuses: tuple[str, ...], act: Callable[..., list[Any]], rt: Runtime) -> Any:
+        """One batch of a search's tasks in ``statuses`` through ``act`` (retry or cancel)."""
+        ids, more, q = _matching(rt, statuses)
+        return _outcomes(title, act(ids, runtime=rt), more=more, q=q)
 
     def _matching(rt: Runtime, statuses: tuple[str, ...]) -> tuple[list[int], bool, str]:
         from rqjobs.search import parse_query
