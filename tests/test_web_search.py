@@ -126,17 +126,19 @@ def test_since_window_with_no_rows_is_empty(store: Any) -> None:
 def test_matching_ids_progress_and_counts(store: Any) -> None:
     from rqjobs.store.search import counts_by_queue_and_status, matching_ids, progress_of
 
-    f1 = _row(store, status="failed")
-    f2 = _row(store, status="failed", queue="high")
-    _row(store, status="finished", progress=100)
+    f1 = _row(store, status="failed", finished_at=NOW - timedelta(hours=1))
+    f2 = _row(store, status="failed", queue="high", finished_at=NOW - timedelta(hours=1))
+    _row(store, status="finished", progress=100, finished_at=NOW - timedelta(minutes=5))
+    _row(store, status="finished", progress=100, finished_at=NOW - timedelta(days=2))  # ended before
     q = _row(store, status="queued")
+    _row(store, status="running", queue="high")
     assert matching_ids(store, parse_query("task:add"), statuses=("failed",), limit=10) == ([f2, f1], False)
     assert matching_ids(store, parse_query("task:add"), statuses=("failed",), limit=1) == ([f2], True)
     progress = progress_of(store, [q, 999])
     assert progress == [{"id": q, "status": "queued", "progress": 0, "progress_message": None, "attempts": 0}]
-    assert counts_by_queue_and_status(store) == {
+    assert counts_by_queue_and_status(store, ended_since=NOW - timedelta(days=1)) == {
         "default": {"failed": 1, "finished": 1, "queued": 1},
-        "high": {"failed": 1},
+        "high": {"failed": 1, "running": 1},
     }
 
 

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, true
 
 from rqjobs.search import TaskQuery
-from rqjobs.status import TaskStatus
+from rqjobs.status import FINAL, WAITING, TaskStatus
 from rqjobs.store.models import Task
 from rqjobs.store.repository import TaskRecord, TaskStore, _epoch_seconds, _record
 
@@ -186,14 +186,28 @@ def progress_of(store: TaskStore, task_ids: Sequence[int]) -> list[dict[str, Any
     return store._read("read task progress", lambda conn: [dict(row._mapping) for row in conn.execute(stmt)])
 
 
-def counts_by_queue_and_status(store: TaskStore) -> dict[str, dict[str, int]]:
-    """queue -> status -> rows, over the whole table (one GROUP BY)."""
-    stmt = select(_c.queue, _c.status, func.count()).group_by(_c.queue, _c.status)
+def counts_by_queue_and_status(store: TaskStore, *, ended_since: datetime) -> dict[str, dict[str, int]]:
+    """queue -> status -> rows: every waiting and running row, and the rows that ended
+    (finished, failed, canceled) since ``ended_since``.
+
+    Both halves read an index that starts with the status (``status, id`` and ``status,
+    finished_at``), so the cost follows the backlog and the recent runs, not the table:
+    grouping the whole table by queue took over a second on a million SQLite rows.
+    """
+    active = [*WAITING, TaskStatus.RUNNING.value]
+    # status first in GROUP BY: grouped by queue first, SQLite walked the whole (queue, id) index
+    queries = [
+        select(_c.queue, _c.status, func.count()).where(_c.status.in_(active)).group_by(_c.status, _c.queue),
+        select(_c.queue, _c.status, func.count())
+        .where(_c.status.in_(list(FINAL)), _c.finished_at >= ended_since)
+        .group_by(_c.status, _c.queue),
+    ]
     out: dict[str, dict[str, int]] = {}
 
     def work(conn: Any) -> None:
-        for queue, status, n in conn.execute(stmt):
-            out.setdefault(queue, {})[status] = int(n)
+        for stmt in queries:
+            for queue, status, n in conn.execute(stmt):
+                out.setdefault(queue, {})[status] = int(n)
 
     store._read("count tasks by queue", work)
     return out

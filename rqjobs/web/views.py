@@ -171,8 +171,8 @@ def make_blueprint(
 
         rt = get_runtime()
         now = datetime.now(timezone.utc)
-        by_queue = counts_by_queue_and_status(rt.store)
-        totals = {s: sum(q.get(s, 0) for q in by_queue.values()) for s in ALL}
+        totals = rt.store.counts_by_status()
+        by_queue = counts_by_queue_and_status(rt.store, ended_since=now - timedelta(hours=24))
         windows = {
             "last 24 hours": ended_per_bucket(rt.store, span=timedelta(hours=24), buckets=24, now=now),
             "last 7 days": ended_per_bucket(rt.store, span=timedelta(days=7), buckets=28, now=now),
