@@ -2,7 +2,7 @@
 
 Both are forking workers with the JSON serializer on the same private redis-server;
 rqjobs also marks each row running and finished (and writes its result). Prints
-jobs/s and the tracking overhead (target from DESIGN section 10: under 10%).
+jobs/s and the tracking overhead (target: under 10%).
 
     python bench/drain.py [--jobs 300] [--runs 3]
 """

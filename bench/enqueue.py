@@ -2,7 +2,7 @@
 
 Both use the same private redis-server, the JSON serializer, and the same job function
 shape; rqjobs also commits its SQLite row first. Prints jobs/s and the ratio
-(target from DESIGN section 10: enqueue_task >= 0.7x plain enqueue).
+(target: enqueue_task >= 0.7x plain enqueue).
 
     python bench/enqueue.py [--jobs 2000] [--runs 5]
 """

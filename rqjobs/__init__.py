@@ -23,16 +23,16 @@ __all__ = [
 
 if TYPE_CHECKING:
     from rqjobs.api import enqueue_task, get_task_record
-    from rqjobs.exceptions import RqjobsError
+    from rqjobs.exceptions import PermanentTaskError, RqjobsError
     from rqjobs.store.repository import TaskRecord
-    from rqjobs.tasks.commons import PermanentTaskError, background_task, set_task_progress
+    from rqjobs.tasks.commons import background_task, set_task_progress
 
 _LAZY = {
     "enqueue_task": "rqjobs.api",
     "get_task_record": "rqjobs.api",
     "RqjobsError": "rqjobs.exceptions",
     "TaskRecord": "rqjobs.store.repository",
-    "PermanentTaskError": "rqjobs.tasks.commons",
+    "PermanentTaskError": "rqjobs.exceptions",
     "background_task": "rqjobs.tasks.commons",
     "set_task_progress": "rqjobs.tasks.commons",
 }

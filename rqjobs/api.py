@@ -22,7 +22,7 @@ from rqjobs.exceptions import (
     InvalidTaskArguments,
     TaskDefinitionError,
 )
-from rqjobs.tasks.commons import TaskSpec, get_task
+from rqjobs.tasks.registry import TaskSpec, get_task
 
 if TYPE_CHECKING:
     from rqjobs.config import Settings
@@ -180,7 +180,7 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
     from redis.exceptions import RedisError
     from rq.job import Retry
 
-    from rqjobs.broker.connection import describe
+    from rqjobs.broker.connection import describe, job_landed
     from rqjobs.exceptions import RqjobsError
     from rqjobs.store.repository import attempt_log_entry
 
@@ -212,7 +212,7 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
         # whatever went wrong, the committed row must not stay queued for a job that does not exist
         reason = f"{type(exc).__name__}: {exc}"
         where = describe(runtime.settings)
-        if _job_landed(runtime, record.job_id):
+        if job_landed(runtime.settings, record.job_id):
             # a timed-out write may still have reached Redis: then the job exists and runs
             return
         entry = attempt_log_entry(
@@ -225,28 +225,6 @@ def submit_job(runtime: Runtime, record: TaskRecord) -> None:
 
 
 #: the "did it land after all?" probe after a failed enqueue waits at most this long
-LANDED_PROBE_TIMEOUT_S = 1.0
-
-
-def _job_landed(runtime: Runtime, job_id: str) -> bool:
-    """After a failed enqueue: is the job in Redis anyway (a timed-out write that landed)?"""
-    from dataclasses import replace
-
-    from rqjobs.broker.connection import connect
-
-    settings = replace(
-        runtime.settings,
-        redis_socket_timeout_s=min(runtime.settings.redis_socket_timeout_s, LANDED_PROBE_TIMEOUT_S),
-    )
-    probe = None
-    try:
-        probe = connect(settings, start_embedded=False)
-        return bool(probe.exists(f"rq:job:{job_id}"))
-    except Exception:
-        return False
-    finally:
-        if probe is not None:
-            probe.close()
 
 
 def get_task_record(task_id: int, runtime: Runtime | None = None) -> TaskRecord | None:

@@ -250,7 +250,7 @@ def worker(
     Example: rqjobs worker default emails --burst
     """
     if workers > 1:
-        from rqjobs.worker_health import run_worker_pool
+        from rqjobs.worker.pool import run_worker_pool
 
         runtime = runtime_from(ctx)
         run_worker_pool(
@@ -262,7 +262,7 @@ def worker(
             logging_level="WARNING" if quiet else "INFO",
         )
         return
-    from rqjobs.worker import run_worker
+    from rqjobs.worker.rq_worker import run_worker
 
     run_worker(
         runtime_from(ctx),
@@ -310,7 +310,7 @@ def status(
     since_dt = parse_since(since) if since else None
     runtime = runtime_from(ctx)
     store = runtime.store
-    rows = store.list(
+    rows = store.find(
         statuses=statuses, names=name or (), since=since_dt, limit=limit or runtime.settings.status_limit
     )
     if as_json:

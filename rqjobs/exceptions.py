@@ -86,5 +86,37 @@ class TaskNotFound(RqjobsError):
     """No such task."""
 
 
-class InvalidTransition(RqjobsError):
-    """The task is not in a state that allows this."""
+class UnregisteredTask(RqjobsError):
+    """The job names a function that is not a registered rqjobs task on this worker."""
+
+
+class PermanentTaskError(RqjobsError):
+    """The task failed in a way no retry can fix; it is not retried.
+
+    Raise it from a task (``raise PermanentTaskError("no such customer")``): the
+    decorator records the traceback, marks the row ``failed`` at once whatever retries
+    remain, and tells RQ not to retry the job either.
+    """
+
+
+class TaskResultError(RqjobsError, TypeError):
+    """The task returned a value that cannot be stored as JSON."""
+
+
+class ReconcileBusy(RqjobsError):
+    """Another reconcile pass is running; try again in a moment."""
+
+
+# -- raised by the built-in tasks ------------------------------------------------------------
+
+
+class CountWordsError(RqjobsError):
+    """The words could not be read."""
+
+
+class MailDeliveryError(RqjobsError):
+    """The mail could not be delivered."""
+
+
+class ImageError(RqjobsError):
+    """The image could not be read or resized."""

@@ -130,13 +130,13 @@ class TaskFollower:
 
     def _read_all(self) -> list[TaskRecord]:
         store, names = self.store, self.names
-        rows = store.list(statuses=(TaskStatus.RUNNING.value,), names=names, limit=self.active_limit)
-        rows += store.list(statuses=WAITING, names=names, limit=self.active_limit, oldest_first=True)
+        rows = store.find(statuses=(TaskStatus.RUNNING.value,), names=names, limit=self.active_limit)
+        rows += store.find(statuses=WAITING, names=names, limit=self.active_limit, oldest_first=True)
         if self._max_id is None:
-            newest = store.list(limit=1)
+            newest = store.find(limit=1)
             self._max_id = newest[0].id if newest else 0
         else:
-            new = store.list(names=names, after_id=self._max_id, limit=NEW_ROWS_LIMIT, oldest_first=True)
+            new = store.find(names=names, after_id=self._max_id, limit=NEW_ROWS_LIMIT, oldest_first=True)
             rows += new
             if new:
                 self._max_id = new[-1].id

@@ -145,8 +145,8 @@ def compute_stats(
     tasks = []
     for name in sorted(counts):
         by_status = {s: counts[name].get(s, 0) for s in ALL}
-        ended = by_status[TaskStatus.FINISHED.value] + by_status[TaskStatus.FAILED.value]
-        rate = by_status[TaskStatus.FAILED.value] / ended if ended else None
+        ran_to_end = by_status[TaskStatus.FINISHED.value] + by_status[TaskStatus.FAILED.value]
+        rate = by_status[TaskStatus.FAILED.value] / ran_to_end if ran_to_end else None
         values = sorted(durations.get(name, ()))
         tasks.append(
             NameStats(

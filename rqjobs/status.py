@@ -1,4 +1,4 @@
-"""Task statuses and which transitions may follow which (DESIGN section 3).
+"""Task statuses and which transitions may follow which (docs/ARCHITECTURE.md, "The row's life").
 
 Kept free of SQLAlchemy and RQ so the CLI can import it cheaply.
 """

@@ -24,6 +24,9 @@ import redis
 
 from rqjobs.broker import embedded
 
+#: fixtures defined in support modules, registered once for every test module
+pytest_plugins = ["tests.support.databases"]
+
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 SAMPLE_TASKS = TESTS_DIR / "support" / "sample_tasks.py"
@@ -44,6 +47,16 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     set_current_settings(None)
     reset_runtimes()
+
+
+@pytest.fixture(autouse=True)
+def _reset_task_registry() -> Iterator[None]:
+    """Tasks a test defines in this process are forgotten after it: no test sees another's."""
+    from rqjobs.tasks import registry
+
+    state = registry.snapshot()
+    yield
+    registry.restore(state)
 
 
 def _redis_binary() -> str:

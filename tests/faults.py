@@ -4,33 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TESTS_DIR, Project, wait_for
+from tests.conftest import Project, wait_for
 
-CHAOS_TASKS = TESTS_DIR / "support" / "chaos_tasks.py"
+#: the task modules fault tests load: sample_tasks plus chaos_tasks (see tests/helpers.configure)
+CHAOS_MODULES = ("sample_tasks", "chaos_tasks")
 
 #: short intervals so that the tests see reconcile act within seconds
 FAST_RECONCILE = {"reconcile_interval_s": 1.0, "reconcile_grace_s": 2.0, "worker_liveness_ttl_s": 2.0}
-
-
-def configure(
-    project: Project, redis_url: str | None = None, database_url: str | None = None, **extra: Any
-) -> None:
-    """Rewrite the project's rqjobs.toml: its database, a Redis, both task modules, ``extra``."""
-    shutil.copy(CHAOS_TASKS, project.root / "chaos_tasks.py")
-    assert project.redis is not None or redis_url
-    project.write_config(
-        database_url=database_url or f"sqlite:///{project.root / 'tasks.sqlite3'}",
-        redis_url=redis_url or project.redis.url,  # type: ignore[union-attr]
-        tasks_modules=["sample_tasks", "chaos_tasks"],
-        **extra,
-    )
 
 
 def dead_pid() -> int:
@@ -70,7 +56,7 @@ def kill_session(proc: subprocess.Popen[Any]) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    from rqjobs.worker_health import local_process_alive
+    from rqjobs.worker.process import local_process_alive
 
     return local_process_alive(pid)
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Project
+from tests.conftest import TESTS_DIR, Project
 
 
 def _toml(value: Any) -> str:
@@ -22,16 +24,27 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
-def configure(project: Project, mail: dict[str, Any] | None = None, **extra: Any) -> None:
-    """Rewrite the project's rqjobs.toml: the fixture's database/Redis/tasks plus ``extra``.
+def configure(
+    project: Project,
+    *,
+    mail: dict[str, Any] | None = None,
+    redis_url: str | None = None,
+    database_url: str | None = None,
+    tasks_modules: Sequence[str] = ("sample_tasks",),
+    **extra: Any,
+) -> None:
+    """Rewrite the project's rqjobs.toml: its database, its Redis, the task modules, ``extra``.
 
-    ``mail`` becomes the ``[mail]`` table.
+    The defaults are the fixture's SQLite file and Redis, and tests/support/sample_tasks.py;
+    ``mail`` becomes the ``[mail]`` table. Naming ``chaos_tasks`` copies that module in too.
     """
-    assert project.redis is not None
+    if "chaos_tasks" in tasks_modules:
+        shutil.copy(TESTS_DIR / "support" / "chaos_tasks.py", project.root / "chaos_tasks.py")
+    assert project.redis is not None or redis_url
     values: dict[str, Any] = {
-        "database_url": f"sqlite:///{project.root / 'tasks.sqlite3'}",
-        "redis_url": project.redis.url,
-        "tasks_modules": ["sample_tasks"],
+        "database_url": database_url or f"sqlite:///{project.root / 'tasks.sqlite3'}",
+        "redis_url": redis_url or project.redis.url,  # type: ignore[union-attr]
+        "tasks_modules": list(tasks_modules),
         **extra,
     }
     lines = [f"{key} = {_toml(value)}" for key, value in values.items()]

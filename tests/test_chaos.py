@@ -9,6 +9,9 @@ The short form (300 tasks) runs with the suite; for a long run:
 
     RQJOBS_CHAOS_TASKS=3000 .venv/bin/python -m pytest tests/test_chaos.py -s
 
+It runs with a fixed seed (the same faults in the same order every time);
+``RQJOBS_CHAOS_SEED=random`` or ``RQJOBS_CHAOS_SEED=<n>`` picks others.
+
 Delivery is at-least-once: a task whose run was cut off after its work was done runs
 again. ``done.log`` counts completions per task to show it; a row still records one.
 """
@@ -27,11 +30,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project, RedisServer, wait_for
-from tests.faults import configure, kill_session, lines, reconcile
+from tests.faults import CHAOS_MODULES, kill_session, lines, reconcile
+from tests.helpers import configure
 
 #: read at import: the suite's autouse fixture clears RQJOBS_* variables before each test
 TASKS = int(os.environ.get("RQJOBS_CHAOS_TASKS", "300"))
-SEED = int(os.environ.get("RQJOBS_CHAOS_SEED", str(random.randrange(1 << 30))))
+#: fixed, so a run is repeatable and CI sees the same faults every time; RQJOBS_CHAOS_SEED=random
+#: (or a number) explores other orders of faults
+_SEED_TEXT = os.environ.get("RQJOBS_CHAOS_SEED", "284206045")
+SEED = random.randrange(1 << 30) if _SEED_TEXT == "random" else int(_SEED_TEXT)
 
 #: kind -> (share of the tasks, retries, retry interval in seconds, timeout in seconds)
 KINDS = {
@@ -191,7 +198,7 @@ def _explain_unfinished(project: Project) -> None:
     listed = set(redis.lrange(queue.key, 0, -1))
     intermediate = set(redis.lrange(queue.intermediate_queue_key, 0, -1))
     started = redis.zrange(queue.started_job_registry.key, 0, -1)
-    for row in runtime.store.list(statuses=["queued", "scheduled", "running"], limit=None):
+    for row in runtime.store.find(statuses=["queued", "scheduled", "running"], limit=None):
         job = redis.hgetall(f"rq:job:{row.id}")
         key = str(row.id).encode()
         print(
@@ -210,6 +217,7 @@ def test_chaos(project: Project, own_redis: RedisServer) -> None:
     project.redis = own_redis
     configure(
         project,
+        tasks_modules=CHAOS_MODULES,
         redis_url=own_redis.url,
         reconcile_interval_s=1.0,
         # longer than a hung enqueue's socket timeout: reconcile never races a slow enqueue
@@ -249,7 +257,7 @@ def test_chaos(project: Project, own_redis: RedisServer) -> None:
     final_changes = reconcile(project)
 
     store = project.store()
-    rows = {r.id: r for r in store.list(limit=None)}
+    rows = {r.id: r for r in store.find(limit=None)}
     done = collections.Counter(lines(project.root / "done.log"))
     runs = collections.Counter(lines(project.root / "runs.log"))
 
@@ -317,6 +325,9 @@ def test_chaos(project: Project, own_redis: RedisServer) -> None:
     )
     for problem in problems[:20]:
         print("PROBLEM", problem)
+    redis = project.runtime().redis
+    for job_id in leftovers["started"]:
+        print("LEFTOVER started", job_id, redis.hgetall(f"rq:job:{job_id}"), rows.get(int(job_id)))
 
     assert not problems, f"{len(problems)} problems, first: {problems[:5]}"
     assert len(rows) == len(tasks)

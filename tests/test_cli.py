@@ -567,23 +567,23 @@ def test_prune_deletes_old_final_rows_in_batches(project: Project) -> None:
     dry = project.rqjobs("prune", "--older-than", "30d", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith("would delete 3 finished/failed/canceled tasks created before")
-    assert len(project.store().list(limit=None)) == 5
+    assert len(project.store().find(limit=None)) == 5
 
     result = project.rqjobs("prune", "--older-than", "30d", "--status", "finished", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["deleted"] == 1
-    remaining = {r.id for r in project.store().list(limit=None)}
+    remaining = {r.id for r in project.store().find(limit=None)}
     assert remaining == {old["failed"], old["canceled"], old_running, recent}
 
     result = project.rqjobs("prune", "--older-than", "30d")
     assert result.returncode == 0 and result.stdout.startswith("deleted 2 ")
-    assert {r.id for r in project.store().list(limit=None)} == {old_running, recent}
+    assert {r.id for r in project.store().find(limit=None)} == {old_running, recent}
 
     refused = project.rqjobs("prune", "--older-than", "30d", "--status", "running")
     assert refused.returncode == 2 and "only final tasks can be pruned" in refused.stderr
     assert project.rqjobs("prune", "--older-than", "soon").returncode == 2
     assert project.rqjobs("prune").returncode == 2  # --older-than is required
-    assert {r.id for r in project.store().list(limit=None)} == {old_running, recent}
+    assert {r.id for r in project.store().find(limit=None)} == {old_running, recent}
 
 
 def test_prune_batches_cover_more_rows_than_one_batch(project: Project) -> None:
@@ -610,7 +610,7 @@ def test_prune_batches_cover_more_rows_than_one_batch(project: Project) -> None:
     with store.engine.begin() as conn:
         conn.execute(table.insert(), rows)
     assert store.delete_older_than(ago(days=30), batch=1000) == 2500
-    assert store.list(limit=None) == []
+    assert store.find(limit=None) == []
 
 
 # -- completion -------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def test_four_workers_and_writers_on_one_sqlite_file(project: Project) -> None:
     for text in (logs, err, *cli_errors):
         assert "database is locked" not in text
         assert "Traceback" not in text
-    rows = store.list(limit=None)
+    rows = store.find(limit=None)
     assert len(rows) == API_TASKS + CLI_TASKS  # nothing lost, nothing doubled
     expected = {task_id: 3 * n for n, task_id in enumerate(api_ids)}
     expected.update(cli_ids)

@@ -15,7 +15,6 @@ from sqlalchemy import text
 from rqjobs import defaults
 from rqjobs.store.engine import forget_engines, get_engine
 from rqjobs.store.repository import TaskStore
-from tests.support.databases import db_url  # noqa: F401  (fixture)
 
 
 def _insert(store: TaskStore, name: str) -> int:
@@ -54,7 +53,7 @@ def test_sqlite_writer_waits_for_the_lock_and_reader_does_not(tmp_path: Path) ->
     thread.start()
     # readers are never blocked by a writer in WAL mode: this returns while the lock is held
     assert store.get(first).progress == 0
-    assert [r.name for r in store.list(limit=None)] == ["first"]
+    assert [r.name for r in store.find(limit=None)] == ["first"]
     thread.join(0.5)
     assert thread.is_alive() and not written, f"the writer did not wait for the lock: {written}"
     holder.execute("COMMIT")
@@ -101,7 +100,7 @@ def test_forked_child_and_parent_both_keep_working(db_url: str) -> None:  # noqa
 
     # the parent's engine still works after the child used and cleaned up its own
     after = _insert(store, "parent-after")
-    rows = store.list(limit=None)
+    rows = store.find(limit=None)
     assert len(rows) == 2 * rounds + 2
     assert {r.id for r in rows} >= {before, after, *parent_ids}
     finished = [r for r in rows if r.status == "finished"]

@@ -17,7 +17,6 @@ from rqjobs.store import schema
 from rqjobs.store.engine import create_store_engine, get_engine
 from rqjobs.store.models import metadata
 from tests.conftest import Project
-from tests.support.databases import db_url  # noqa: F401  (fixture)
 
 BASELINE = "0001"
 
@@ -114,7 +113,7 @@ def test_db_upgrade_keeps_rows_and_outdated_schema_is_refused_clearly(
     assert schema.current_revision(store.engine) == schema.SCHEMA_HEAD
     indexes = {ix["name"] for ix in inspect(store.engine).get_indexes("tasks")}
     assert "ix_tasks_status_finished" in indexes
-    rows = {r.id: r for r in store.list(limit=None)}
+    rows = {r.id: r for r in store.find(limit=None)}
     assert sorted(rows) == [1, 2, 3]
     assert rows[1].status == "finished" and rows[1].result == {"result": 3}
     assert rows[1].finished_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -20,7 +20,7 @@ from rqjobs.store.engine import get_engine
 from rqjobs.store.models import Task
 from rqjobs.store.repository import TaskStore
 from tests.conftest import Project, wait_for
-from tests.support.databases import ServerDatabase, server_db  # noqa: F401  (fixture)
+from tests.support.databases import ServerDatabase
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -134,7 +134,7 @@ def test_enqueue_during_an_outage_fails_clearly_and_enqueues_nothing(
             enqueue_task("add", 7, 8, description="while down", runtime=runtime)
     finally:
         proxy.up()
-    rows = _direct_store(server_db).list(limit=None)
+    rows = _direct_store(server_db).find(limit=None)
     assert [(r.id, r.description) for r in rows] == [(2, "while up"), (first, "test task")]
     assert sorted(project.redis.client().lrange("rq:queue:default", 0, -1)) == [b"1", b"2"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import Project
-from tests.support.databases import ServerDatabase, server_db  # noqa: F401  (fixture)
+from tests.support.databases import ServerDatabase
 
 
 def test_worker_on_a_database_server(project: Project, server_db: ServerDatabase) -> None:  # noqa: F811

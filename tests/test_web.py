@@ -147,7 +147,7 @@ def test_overview_and_workers_survive_redis_being_unreachable(project: Project, 
 
 
 def test_workers_page_lists_a_live_worker_and_rows_on_dead_ones(client: Any, project: Project) -> None:
-    from rqjobs.worker_list import live_workers
+    from rqjobs.worker.listing import live_workers
 
     ghost = project.store().insert(
         name="add",
@@ -162,7 +162,11 @@ def test_workers_page_lists_a_live_worker_and_rows_on_dead_ones(client: Any, pro
     )
     worker = project.start_worker()
     try:
-        found = wait_for(lambda: live_workers(project.runtime().redis), message="the worker's liveness key")
+        # the liveness key comes first, RQ's worker hash right after it
+        found = wait_for(
+            lambda: [w for w in live_workers(project.runtime().redis) if w.state],
+            message="the worker to register",
+        )
         page = _text(client.get("/workers"))
         assert found[0].label == f"{os.uname().nodename}:{worker.pid}" or found[0].pid == worker.pid
         assert found[0].label in page and "default" in page

@@ -59,14 +59,13 @@ def test_parse_query() -> None:
 
 
 def test_qualifiers_text_and_worker_prefix(store: Any) -> None:
-    from rqjobs.store.search import search_tasks
 
     a = _row(store, "add", "Invoice for ACME", status="finished", worker="alpha:10")
     b = _row(store, "send-mail", "welcome 100%_off", queue="high", status="failed", worker="alpha:11")
     c = _row(store, "add", "another invoice", status="running", worker="alphabet:1")
 
     def ids(text: str) -> list[int]:
-        return _ids(search_tasks(store, parse_query(text)))
+        return _ids(store.search(parse_query(text)))
 
     assert ids("") == [c, b, a]
     assert ids("task:add") == [c, a]
@@ -82,49 +81,46 @@ def test_qualifiers_text_and_worker_prefix(store: Any) -> None:
 
 def test_keyset_pages_and_windows(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from rqjobs.store import search
-    from rqjobs.store.search import search_tasks
 
     ids = [_row(store, "add", "needle" if i in (3, 30) else "hay") for i in range(40)]
     query = parse_query("")
-    first = search_tasks(store, query, limit=15)
+    first = store.search(query, limit=15)
     assert _ids(first) == ids[::-1][:15] and first.newer_than is None and first.older_than == ids[25]
-    second = search_tasks(store, query, limit=15, before_id=first.older_than)
+    second = store.search(query, limit=15, before_id=first.older_than)
     assert _ids(second) == ids[::-1][15:30] and second.newer_than == ids[24]
-    back = search_tasks(store, query, limit=15, after_id=second.newer_than)
+    back = store.search(query, limit=15, after_id=second.newer_than)
     assert _ids(back) == _ids(first)
-    last = search_tasks(store, query, limit=15, before_id=second.older_than)
+    last = store.search(query, limit=15, before_id=second.older_than)
     assert _ids(last) == ids[::-1][30:] and last.older_than is None
     # free text looks at SCAN_WINDOW ids per request and says where it stopped
     monkeypatch.setattr(search, "SCAN_WINDOW", 10)
     needle = parse_query("needle")
-    top = search_tasks(store, needle)  # ids 31-40: one match, and older rows not looked at
+    top = store.search(needle)  # ids 31-40: one match, and older rows not looked at
     assert _ids(top) == [ids[30]] and top.scanned_down_to == ids[30] and top.older_than is None
     found: list[int] = _ids(top)
     before = top.scanned_down_to
     pages = 1
     while before is not None:
-        page = search_tasks(store, needle, before_id=before)
+        page = store.search(needle, before_id=before)
         found += _ids(page)
         before = page.scanned_down_to or page.older_than
         pages += 1
     assert pages == 4  # 40 ids, 10 per request
     assert found == [ids[30], ids[3]]
     # a qualifier with an index is not windowed
-    assert _ids(search_tasks(store, parse_query("task:add needle"))) == [ids[30], ids[3]]
+    assert _ids(store.search(parse_query("task:add needle"))) == [ids[30], ids[3]]
 
 
 def test_since_window_with_no_rows_is_empty(store: Any) -> None:
-    from rqjobs.store.search import search_tasks
 
     old = NOW - timedelta(days=3)
     for _ in range(5):
         _row(store, created_at=old)
-    assert _ids(search_tasks(store, parse_query("since:1h"))) == []
-    assert len(search_tasks(store, parse_query("since:4d")).rows) == 5
+    assert _ids(store.search(parse_query("since:1h"))) == []
+    assert len(store.search(parse_query("since:4d")).rows) == 5
 
 
 def test_matching_ids_progress_and_counts(store: Any) -> None:
-    from rqjobs.store.search import counts_by_queue_and_status, matching_ids, progress_of
 
     f1 = _row(store, status="failed", finished_at=NOW - timedelta(hours=1))
     f2 = _row(store, status="failed", queue="high", finished_at=NOW - timedelta(hours=1))
@@ -132,18 +128,17 @@ def test_matching_ids_progress_and_counts(store: Any) -> None:
     _row(store, status="finished", progress=100, finished_at=NOW - timedelta(days=2))  # ended before
     q = _row(store, status="queued")
     _row(store, status="running", queue="high")
-    assert matching_ids(store, parse_query("task:add"), statuses=("failed",), limit=10) == ([f2, f1], False)
-    assert matching_ids(store, parse_query("task:add"), statuses=("failed",), limit=1) == ([f2], True)
-    progress = progress_of(store, [q, 999])
+    assert store.matching_ids(parse_query("task:add"), statuses=("failed",), limit=10) == ([f2, f1], False)
+    assert store.matching_ids(parse_query("task:add"), statuses=("failed",), limit=1) == ([f2], True)
+    progress = store.progress_of([q, 999])
     assert progress == [{"id": q, "status": "queued", "progress": 0, "progress_message": None, "attempts": 0}]
-    assert counts_by_queue_and_status(store, ended_since=NOW - timedelta(days=1)) == {
+    assert store.counts_by_queue_and_status(ended_since=NOW - timedelta(days=1)) == {
         "default": {"failed": 1, "finished": 1, "queued": 1},
         "high": {"failed": 1, "running": 1},
     }
 
 
 def test_runs_ended_per_time_slice(store: Any) -> None:
-    from rqjobs.store.search import ended_per_bucket
 
     for hours_ago, status in (
         (0.5, "finished"),
@@ -154,8 +149,8 @@ def test_runs_ended_per_time_slice(store: Any) -> None:
     ):
         _row(store, status=status, finished_at=NOW - timedelta(hours=hours_ago))
     _row(store, status="running")
-    day = ended_per_bucket(store, span=timedelta(hours=24), buckets=24, now=NOW)
+    day = store.ended_per_bucket(span=timedelta(hours=24), buckets=24, now=NOW)
     assert day.finished[23] == 2 and day.failed[22] == 1 and day.finished[0] == 1
     assert day.total_finished == 3 and day.total_failed == 1 and day.failure_rate == 0.25
-    week = ended_per_bucket(store, span=timedelta(days=7), buckets=28, now=NOW)
+    week = store.ended_per_bucket(span=timedelta(days=7), buckets=28, now=NOW)
     assert week.total_finished == 3 and week.total_failed == 2

@@ -21,7 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def configure(project: Project, **values: Any) -> None:
+def add_settings(project: Project, **values: Any) -> None:
     """Add settings to the project's rqjobs.toml."""
     current = tomllib.loads(project.config_path.read_text())
     project.write_config(**{**current, **values})
@@ -101,7 +101,7 @@ def test_swallowed_timeout_fails_the_row_with_and_without_retries(project: Proje
 def test_task_that_never_returns_is_killed_and_retried(project: Project) -> None:
     """A task ignoring SIGALRM is killed timeout + grace after it started; retries follow;
     the burst worker waits for the retry's interval, then goes on with the next job."""
-    configure(project, timeout_grace_s=1)
+    add_settings(project, timeout_grace_s=1)
     marker = project.root / "horse.pid"
     stuck = project.enqueue(
         "ignore-timeout",
@@ -133,7 +133,7 @@ def test_task_that_never_returns_is_killed_and_retried(project: Project) -> None
 
 
 def test_timeout_grace_must_be_positive(project: Project) -> None:
-    configure(project, timeout_grace_s=0)
+    add_settings(project, timeout_grace_s=0)
     result = project.rqjobs("worker", "--burst")
     assert result.returncode == 2
     assert "timeout_grace_s must be positive" in result.stderr
@@ -428,7 +428,7 @@ def test_bad_schedule_is_refused_with_no_row(project: Project, options: list[str
     from rqjobs.store.engine import forget_engines
 
     forget_engines()
-    assert project.store().list(limit=None) == []
+    assert project.store().find(limit=None) == []
     assert project.redis is not None
     assert project.redis.client().keys("rq:job:*") == []
 
@@ -449,7 +449,7 @@ def test_enqueue_task_at_and_delay(project: Project) -> None:
     at = enqueue_task("add", 1, 2, description="at", at=local, runtime=runtime)
     assert project.row(at.id).scheduled_for == local.astimezone(timezone.utc)
 
-    count = len(project.store().list(limit=None))
+    count = len(project.store().find(limit=None))
     with pytest.raises(InvalidSchedule, match="in the past"):
         enqueue_task(
             "add",
@@ -463,7 +463,7 @@ def test_enqueue_task_at_and_delay(project: Project) -> None:
         enqueue_task("add", 1, 2, description="both", at=local, delay_s=5, runtime=runtime)
     with pytest.raises(InvalidSchedule, match="positive"):
         enqueue_task("add", 1, 2, description="negative", delay_s=-1, runtime=runtime)
-    assert len(project.store().list(limit=None)) == count
+    assert len(project.store().find(limit=None)) == count
 
 
 # -- results ----------------------------------------------------------------------------
@@ -476,7 +476,7 @@ def test_results_are_kept_for_the_configured_ttl(project: Project) -> None:
     assert defaults.RESULT_TTL_S >= 86_400
     assert rq_job(project, task_id).result_ttl == defaults.RESULT_TTL_S
 
-    configure(project, result_ttl_s=5000, failure_ttl_s=7000)
+    add_settings(project, result_ttl_s=5000, failure_ttl_s=7000)
     kept = project.enqueue("add", "--a", "2", "--b", "2")
     failed = project.enqueue("fail-always")
     job = rq_job(project, kept)

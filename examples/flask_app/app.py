@@ -163,7 +163,7 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> Flask:
 
     @app.get("/")
     def index() -> Any:
-        tasks = runtime.store.list(limit=RECENT_TASKS)
+        tasks = runtime.store.find(limit=RECENT_TASKS)
         return _page("rqjobs + Flask", INDEX, tasks=tasks)
 
     @app.post("/tasks/count-words")

@@ -6,7 +6,7 @@ dead server turns ``rqjobs enqueue`` into a hang instead of an error.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from rqjobs.exceptions import BrokerUnavailable
@@ -48,7 +48,7 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> Redis:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.retry import Retry
 
-    timeouts = {
+    timeouts: dict[str, Any] = {
         "socket_timeout": settings.redis_socket_timeout_s,
         "socket_connect_timeout": min(settings.redis_socket_timeout_s, 3.0),
         "health_check_interval": 30,
@@ -69,3 +69,35 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> Redis:
     else:
         socket_path = socket_path_for(settings.data_dir)
     return Redis(unix_socket_path=str(socket_path), **timeouts)
+
+
+def is_broker_error(exc: BaseException) -> bool:
+    """A Redis connection problem (server down, restarted, unreachable, too slow)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError))
+
+
+#: how long the did-it-land probe after a failed enqueue may take
+LANDED_PROBE_TIMEOUT_S = 1.0
+
+
+def job_landed(settings: Settings, job_id: str) -> bool:
+    """After a failed enqueue: is the job in Redis anyway (a timed-out write that landed)?"""
+    from dataclasses import replace
+
+    from rqjobs.broker import rq_internals
+
+    settings = replace(
+        settings, redis_socket_timeout_s=min(settings.redis_socket_timeout_s, LANDED_PROBE_TIMEOUT_S)
+    )
+    probe = None
+    try:
+        probe = connect(settings, start_embedded=False)
+        return rq_internals.job_exists(probe, job_id)
+    except Exception:
+        return False
+    finally:
+        if probe is not None:
+            probe.close()

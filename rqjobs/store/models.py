@@ -1,4 +1,4 @@
-"""The ``tasks`` table: one durable row per job (DESIGN section 2).
+"""The ``tasks`` table: one durable row per job (docs/ARCHITECTURE.md).
 
 Column types are chosen to behave the same on SQLite, PostgreSQL and MariaDB: JSON is
 stored as text through a TypeDecorator, and datetimes are stored as naive UTC and

@@ -5,7 +5,7 @@ idempotent, race-free between processes, and cheap. The returned boolean says wh
 this caller made the change; a late or duplicate writer changes nothing.
 
 SQLAlchemy Core, not the ORM, on these paths: they run once or twice per job and the
-ORM's unit of work costs several times more per statement (DESIGN section 10).
+ORM's unit of work costs several times more per statement (bench/enqueue.py measures it).
 
 Every read and write goes through :func:`rqjobs.store.retry.run_with_retry`: a database
 that is unreachable for a few seconds (a restart, a network blip, SQLite's write lock)
@@ -16,8 +16,7 @@ caller gets a :class:`~rqjobs.exceptions.DatabaseError` that says what failed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -29,8 +28,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
-    literal_column,
+    or_,
     select,
     update,
 )
@@ -38,62 +36,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from rqjobs import defaults
 from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
-from rqjobs.store.models import TASK_COLUMNS, Task, utcnow
+from rqjobs.store.aggregates import AggregateReads
+from rqjobs.store.models import Task, utcnow
+from rqjobs.store.records import TaskRecord, attempt_log_entry, record_of
 from rqjobs.store.retry import is_transient, run_with_retry, short_reason, values_landed
+from rqjobs.store.search import SearchReads
 
 log = logging.getLogger("rqjobs.store")
 T = TypeVar("T")
 
 _table = Task.__table__
 _c = _table.c
-
-
-@dataclass(frozen=True)
-class TaskRecord:
-    """A snapshot of one row, detached from any session."""
-
-    id: int
-    name: str
-    description: str
-    queue: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    status: str
-    progress: int
-    progress_message: str | None
-    result: Any
-    log: str | None
-    attempts: int
-    max_retries: int
-    retry_intervals: list[int] | None
-    timeout_s: int
-    created_at: datetime
-    enqueued_at: datetime | None
-    scheduled_for: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    worker: str | None
-
-    @property
-    def job_id(self) -> str:
-        return str(self.id)
-
-    @property
-    def duration_s(self) -> float | None:
-        """Run time of the last attempt, if it started (and, for a live one, so far)."""
-        if self.started_at is None:
-            return None
-        end = self.finished_at or (utcnow() if self.status == TaskStatus.RUNNING else None)
-        return None if end is None else max(0.0, (end - self.started_at).total_seconds())
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: datetimes as ISO 8601 in UTC."""
-        out: dict[str, Any] = {}
-        for name in TASK_COLUMNS:
-            value = getattr(self, name)
-            out[name] = value.isoformat() if isinstance(value, datetime) else value
-        out["duration_s"] = self.duration_s
-        return out
 
 
 _INSERT = insert(_table)
@@ -125,21 +78,7 @@ def _update_statement(
     return stmt
 
 
-def _record(row: Any) -> TaskRecord:
-    return TaskRecord(**{name: row._mapping[name] for name in TASK_COLUMNS})
-
-
-def attempt_log_entry(
-    attempt: int, what: str, detail: str, when: datetime | None = None, where: str = ""
-) -> str:
-    """One block of the ``log`` column: a header line, then the traceback or reason."""
-    when = when or utcnow()
-    place = f" on {where}" if where else ""
-    detail = detail.rstrip("\n")
-    return f"--- attempt {attempt} {what} at {when.isoformat(timespec='seconds')}{place} ---\n{detail}\n"
-
-
-class TaskStore:
+class TaskStore(AggregateReads, SearchReads):
     """Row operations on one database. Cheap to construct; the engine is shared."""
 
     def __init__(self, engine: Engine, *, retry_s: float = defaults.DB_RETRY_S) -> None:
@@ -212,7 +151,9 @@ class TaskStore:
         }
 
         def work(conn: Connection) -> int:
-            return int(conn.execute(_INSERT, values).inserted_primary_key[0])
+            key = conn.execute(_INSERT, values).inserted_primary_key
+            assert key is not None  # an INSERT always has one
+            return int(key[0])
 
         def landed(conn: Connection) -> int | None:
             # an earlier attempt's COMMIT lost its reply: find that row rather than add a
@@ -255,20 +196,41 @@ class TaskStore:
         def work(conn: Connection) -> bool:
             return conn.execute(stmt, params).rowcount == 1
 
-        def landed(conn: Connection) -> bool | None:
-            row = conn.execute(select(_table).where(_c.id == task_id)).first()
-            if not values_landed(row, values):
-                return None
-            if log_entry is not None and not (row._mapping["log"] or "").endswith(log_entry):
-                return None
-            return True
-
         status = values.get("status", "")
         return self._write(
             f"update task {task_id}" + (f" to {status}" if status else ""),
             work,
-            landed,
+            _landed(task_id, values, log_entry),
             single_statement=True,
+        )
+
+    def update_if(
+        self,
+        task_id: int,
+        expect: Mapping[str, Any],
+        values: Mapping[str, Any],
+        *,
+        log_entry: str | None = None,
+    ) -> bool:
+        """Write ``values`` only while every column in ``expect`` still holds its value.
+
+        ``None`` in ``expect`` means ``IS NULL``. Reconcile decides from a snapshot (status,
+        attempt, worker, enqueue time) and changes the row only if nobody moved it since;
+        True when this call made the change.
+        """
+        conditions = [_c.id == task_id]
+        for name, value in expect.items():
+            conditions.append(_c[name].is_(None) if value is None else _c[name] == value)
+        changes: dict[str, Any] = dict(values)
+        if log_entry is not None:
+            changes["log"] = func.coalesce(_c.log, "") + log_entry
+        stmt = update(_table).where(*conditions).values(**changes)
+
+        def work(conn: Connection) -> bool:
+            return conn.execute(stmt).rowcount == 1
+
+        return self._write(
+            f"update task {task_id}", work, _landed(task_id, dict(values), log_entry), single_statement=True
         )
 
     def mark_running(self, task_id: int, worker: str) -> bool:
@@ -292,7 +254,7 @@ class TaskStore:
 
     def mark_finished(self, task_id: int, result: Any, *, progress_message: str | None = None) -> bool:
         """Success: the result, progress 100, and the last progress message held back, if any."""
-        extra = {"progress_message": progress_message} if progress_message is not None else {}
+        extra: dict[str, Any] = {"progress_message": progress_message} if progress_message is not None else {}
         return self._transition(
             task_id,
             (TaskStatus.RUNNING.value,),
@@ -415,11 +377,31 @@ class TaskStore:
 
     # -- reads ----------------------------------------------------------------------
 
+    def unsettled(self, *, waiting_before: datetime, columns: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows reconcile checks, oldest first: every ``running`` row, and every waiting
+        row enqueued before ``waiting_before`` (or never). Only ``columns`` are read."""
+        stmt = (
+            select(*(_c[name] for name in columns))
+            .where(
+                or_(
+                    _c.status == TaskStatus.RUNNING.value,
+                    and_(
+                        _c.status.in_(list(WAITING)),
+                        or_(_c.enqueued_at < waiting_before, _c.enqueued_at.is_(None)),
+                    ),
+                )
+            )
+            .order_by(_c.id)
+        )
+        return self._read(
+            "list unfinished tasks", lambda conn: [dict(row._mapping) for row in conn.execute(stmt)]
+        )
+
     def get(self, task_id: int) -> TaskRecord | None:
         row = self._read(
             f"read task {task_id}", lambda conn: conn.execute(select(_table).where(_c.id == task_id)).first()
         )
-        return _record(row) if row else None
+        return record_of(row) if row else None
 
     def get_many(self, task_ids: Iterable[int]) -> list[TaskRecord]:
         ids = list(task_ids)
@@ -429,9 +411,9 @@ class TaskStore:
             "read tasks",
             lambda conn: conn.execute(select(_table).where(_c.id.in_(ids)).order_by(_c.id)).all(),
         )
-        return [_record(row) for row in rows]
+        return [record_of(row) for row in rows]
 
-    def list(
+    def find(
         self,
         *,
         statuses: Sequence[str] = (),
@@ -454,7 +436,7 @@ class TaskStore:
         stmt = stmt.order_by(_c.id.asc() if oldest_first else _c.id.desc())
         if limit is not None:
             stmt = stmt.limit(limit)
-        return self._read("list tasks", lambda conn: [_record(row) for row in conn.execute(stmt)])
+        return self._read("list tasks", lambda conn: [record_of(row) for row in conn.execute(stmt)])
 
     def counts_by_status(self, *, names: Sequence[str] = (), since: datetime | None = None) -> dict[str, int]:
         stmt = select(_c.status, func.count()).group_by(_c.status)
@@ -471,66 +453,21 @@ class TaskStore:
             stmt = stmt.where(_c.name.in_(list(names)))
         return self._read("list task ids", lambda conn: list(conn.execute(stmt).scalars()))
 
-    def counts_by_name_and_status(
-        self, *, names: Sequence[str] = (), since: datetime | None = None
-    ) -> dict[str, dict[str, int]]:
-        """name -> status -> how many rows (created since ``since``): one GROUP BY in SQL."""
-        stmt = select(_c.name, _c.status, func.count()).group_by(_c.name, _c.status)
-        if names:
-            stmt = stmt.where(_c.name.in_(list(names)))
-        if since is not None:
-            stmt = stmt.where(_c.created_at >= since)
-        out: dict[str, dict[str, int]] = {}
-        with self.engine.connect().execution_options(rqjobs_readonly=True) as conn:
-            for name, status, n in conn.execute(stmt):
-                out.setdefault(name, {})[status] = int(n)
-        return out
 
-    def iter_run_times(
-        self,
-        *,
-        statuses: Sequence[str] = (TaskStatus.FINISHED.value, TaskStatus.FAILED.value),
-        names: Sequence[str] = (),
-        since: datetime | None = None,
-        batch: int = 5000,
-    ) -> Iterator[tuple[str, str, float, float]]:
-        """``(name, status, started, finished)`` of rows that ran to an end, as Unix seconds.
+def _landed(
+    task_id: int, values: dict[str, Any], log_entry: str | None
+) -> Callable[[Connection], bool | None]:
+    """After a COMMIT whose reply was lost: did that update land? (None: no, try again)."""
 
-        Streamed in batches. On SQLite, PostgreSQL and MariaDB the database turns the
-        timestamps into seconds itself, which is several times cheaper than parsing a
-        datetime per row in Python (SQLite stores them as text); elsewhere Python does it.
-        """
-        started = _epoch_seconds(_c.started_at, self.engine.dialect.name)
-        finished = _epoch_seconds(_c.finished_at, self.engine.dialect.name)
-        in_sql = started is not None and finished is not None
-        columns = (started, finished) if in_sql else (_c.started_at, _c.finished_at)
-        stmt = select(_c.name, _c.status, *columns).where(
-            _c.status.in_(list(statuses)), _c.started_at.is_not(None), _c.finished_at.is_not(None)
-        )
-        if names:
-            stmt = stmt.where(_c.name.in_(list(names)))
-        if since is not None:
-            stmt = stmt.where(_c.created_at >= since)
-        with self.engine.connect().execution_options(rqjobs_readonly=True, yield_per=batch) as conn:
-            for name, status, start, end in conn.execute(stmt):
-                if in_sql:  # to the millisecond: SQLite's julianday is exact to about 0.1 ms only
-                    yield name, status, round(float(start), 3), round(float(end), 3)
-                else:
-                    yield name, status, start.timestamp(), end.timestamp()
+    def landed(conn: Connection) -> bool | None:
+        row = conn.execute(select(_table).where(_c.id == task_id)).first()
+        if row is None or not values_landed(row, values):
+            return None
+        if log_entry is not None and not (row._mapping["log"] or "").endswith(log_entry):
+            return None
+        return True
 
-
-def _epoch_seconds(column: Any, dialect: str) -> Any | None:
-    """SQL for a stored (naive UTC) timestamp as Unix seconds, where the dialect is known."""
-    if dialect == "sqlite":
-        return (func.julianday(column) - _UNIX_EPOCH_JULIAN_DAY) * 86400.0
-    if dialect == "postgresql":
-        return func.extract("epoch", column)
-    if dialect in ("mysql", "mariadb"):  # TIMESTAMPDIFF ignores the session's time zone
-        return func.timestampdiff(literal_column("MICROSECOND"), literal("1970-01-01 00:00:00"), column) / 1e6
-    return None
-
-
-_UNIX_EPOCH_JULIAN_DAY = 2440587.5
+    return landed
 
 
 __all__ = ["RETRYABLE", "TaskRecord", "TaskStore", "attempt_log_entry"]

@@ -1,8 +1,8 @@
 """Bounded retries of row reads and writes while the database is briefly unreachable.
 
 A task's final state must reach its row even when the database restarts or the network
-drops for a few seconds at the moment the task ends (DESIGN section 3: "the row never
-lies"). :func:`run_with_retry` runs one short transaction and, on an error that a later
+drops for a few seconds at the moment the task ends (the row never lies: docs/ARCHITECTURE.md,
+"The row's life"). :func:`run_with_retry` runs one short transaction and, on an error that a later
 attempt can cure (a dropped or refused connection, SQLite's "database is locked", a
 deadlock), tries again with exponential backoff until ``budget_s`` is spent, then raises
 :class:`~rqjobs.exceptions.DatabaseError` saying what failed.

@@ -1,7 +1,8 @@
-"""What every task shares: the ``@background_task`` decorator, ``set_task_progress`` and
-the registry of task names.
+"""What every task shares: the ``@background_task`` decorator and ``set_task_progress``.
 
-The decorator is where the row learns what the task did (DESIGN section 3): it marks
+The registry of task names is :mod:`rqjobs.tasks.registry` (its names are re-exported here).
+
+The decorator is where the row learns what the task did (docs/ARCHITECTURE.md, "The row's life"): it marks
 the row ``running`` when a worker starts the job, stores the result or appends the
 traceback, and **re-raises** failures so RQ's retry and failure registries work. Called
 outside an RQ job (tests, a shell), a task is a plain function call and touches nothing.
@@ -13,13 +14,10 @@ module to build ``rqjobs enqueue``'s subcommands.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import json
 import logging
 import os
-import re
-import socket
 import sys
 import threading
 import time
@@ -29,108 +27,42 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from rqjobs.exceptions import (
-    InvalidTaskArguments,
-    TaskDefinitionError,
-    TaskModuleImportError,
-    TaskNotFound,
-    UnknownTask,
+from rqjobs.exceptions import PermanentTaskError, TaskDefinitionError, TaskNotFound, TaskResultError
+from rqjobs.hostpid import host_pid
+from rqjobs.keys import foreign_job_key
+from rqjobs.tasks.registry import (
+    BUILTIN_TASKS_MODULE,
+    ENTRY_POINT_GROUP,
+    RESERVED_PARAMETERS,
+    TaskSpec,
+    check_parameters,
+    get_task,
+    load_task_modules,
+    register,
+    registered_tasks,
+    spec_for_path,
 )
 
 if TYPE_CHECKING:
     from rq.job import Job
 
-    from rqjobs.config import Settings
     from rqjobs.store.repository import TaskStore
 
+__all__ = [
+    "BUILTIN_TASKS_MODULE",
+    "ENTRY_POINT_GROUP",
+    "RESERVED_PARAMETERS",
+    "PermanentTaskError",
+    "TaskSpec",
+    "background_task",
+    "get_task",
+    "load_task_modules",
+    "registered_tasks",
+    "set_task_progress",
+    "spec_for_path",
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: parameter names a task may not use: they would clash with `rqjobs enqueue`'s own options
-RESERVED_PARAMETERS = frozenset(
-    {
-        "description",
-        "queue",
-        "timeout",
-        "timeout_s",
-        "retries",
-        "retry_interval",
-        "retry_interval_s",
-        "at",
-        "in",
-        "in_",
-        "delay",
-        "delay_s",
-        "kwargs",
-        "config",
-        "debug",
-        "json",
-        "help",
-        "task",
-    }
-)
-ENTRY_POINT_GROUP = "rqjobs.tasks"
-BUILTIN_TASKS_MODULE = "rqjobs.tasks"
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A registered task: its name, the function, and its per-task defaults."""
-
-    name: str
-    func: Callable[..., Any]
-    path: str
-    queue: str | None = None
-    timeout_s: int | None = None
-    retries: int | None = None
-    retry_interval_s: int | list[int] | None = None
-    validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
-    signature: inspect.Signature = field(default=None, repr=False)  # type: ignore[assignment]
-    #: the decorated function: what a worker calls
-    wrapper: Callable[..., Any] = field(default=None, repr=False)  # type: ignore[assignment]
-
-    @property
-    def summary(self) -> str:
-        """First line of the docstring: what `rqjobs tasks` shows."""
-        doc = inspect.getdoc(self.func) or ""
-        return doc.splitlines()[0] if doc else ""
-
-    def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """Check the arguments against the signature; returns them by name, defaults applied."""
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            # "missing a required argument: 'to'" -> "... 'to' (--to)": CLI users know options
-            message = re.sub(
-                r"'(\w+)'$", lambda m: f"{m.group(0)} (--{m.group(1).replace('_', '-')})", str(exc)
-            )
-            raise InvalidTaskArguments(f"{self.name}: {message}") from None
-        bound.apply_defaults()
-        return dict(bound.arguments)
-
-
-_registry: dict[str, TaskSpec] = {}
-_by_path: dict[str, TaskSpec] = {}
-
-
-def _register(spec: TaskSpec) -> None:
-    existing = _registry.get(spec.name)
-    if existing is not None and existing.path != spec.path:
-        raise TaskDefinitionError(
-            f"two tasks are named {spec.name!r}: {existing.path} and {spec.path}; give one another name"
-        )
-    _registry[spec.name] = spec
-    _by_path[spec.path] = spec
-
-
-def _check_parameters(name: str, func: Callable[..., Any], signature: inspect.Signature) -> None:
-    for param in signature.parameters.values():
-        if param.name in RESERVED_PARAMETERS:
-            raise TaskDefinitionError(
-                f"task {name!r}: parameter {param.name!r} clashes with an option of rqjobs' own "
-                "(enqueue_task() or `rqjobs enqueue`); rename it"
-            )
-        if param.kind is inspect.Parameter.VAR_POSITIONAL:
-            raise TaskDefinitionError(f"task {name!r}: *{param.name} is not supported; use a list parameter")
 
 
 @overload
@@ -180,7 +112,7 @@ def background_task(
                 f"(it is {fn.__module__}.{qualname}), so workers can import it"
             )
         signature = inspect.signature(fn)
-        _check_parameters(task_name, fn, signature)
+        check_parameters(task_name, fn, signature)
         spec = TaskSpec(
             name=task_name,
             func=fn,
@@ -202,95 +134,12 @@ def background_task(
 
         object.__setattr__(spec, "wrapper", wrapper)
         wrapper.rqjobs_task = spec  # type: ignore[attr-defined]
-        _register(spec)
+        register(spec)
         return wrapper
 
     if func is not None:
         return decorate(func)
     return decorate
-
-
-# -- the registry -----------------------------------------------------------------------
-
-
-def registered_tasks() -> dict[str, TaskSpec]:
-    """Name -> spec of every task registered so far, sorted by name."""
-    return dict(sorted(_registry.items()))
-
-
-def get_task(task: str | Callable[..., Any]) -> TaskSpec:
-    """The spec of a task given by name or by its decorated function."""
-    if callable(task):
-        spec = getattr(task, "rqjobs_task", None)
-        if spec is None:
-            raise UnknownTask(f"{getattr(task, '__name__', task)!r} is not decorated with @background_task")
-        return spec
-    spec = _registry.get(task)
-    if spec is None:
-        known = ", ".join(sorted(_registry)) or "none"
-        raise UnknownTask(f"no task named {task!r} (registered: {known})")
-    return spec
-
-
-def spec_for_path(path: str | None) -> TaskSpec | None:
-    """The registered task whose import path is ``path`` (what RQ stores as func_name)."""
-    return _by_path.get(path or "")
-
-
-_loaded: set[str] = set()
-
-
-def load_task_modules(settings: Settings) -> dict[str, TaskSpec]:
-    """Import the built-in tasks, the configured ``tasks_modules`` and the entry points.
-
-    Each module is imported once per process. The config file's folder and the working
-    directory are importable, as users expect of ``myapp.tasks``.
-    """
-    for folder in (str(settings.base_dir), os.getcwd()):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-    modules: list[tuple[str, str]] = [(BUILTIN_TASKS_MODULE, "built-in tasks")]
-    modules += [(m, "tasks_modules") for m in settings.tasks_modules]
-    for module, source in modules:
-        _import_once(module, source)
-    _load_entry_points()
-    return registered_tasks()
-
-
-def _import_once(module: str, source: str) -> None:
-    if module in _loaded:
-        return
-    try:
-        importlib.import_module(module)
-    except TaskDefinitionError:
-        raise
-    except Exception as exc:
-        raise TaskModuleImportError(
-            f"cannot import task module {module!r} (from {source}): {type(exc).__name__}: {exc}"
-        ) from exc
-    _loaded.add(module)
-
-
-def _load_entry_points() -> None:
-    if "entry-points" in _loaded:
-        return
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        key = f"ep:{ep.value}"
-        if key in _loaded:
-            continue
-        try:
-            ep.load()
-        except TaskDefinitionError:
-            raise
-        except Exception as exc:
-            raise TaskModuleImportError(
-                f"cannot load task plugin {ep.name!r} ({ep.value}, entry point group {ENTRY_POINT_GROUP!r}): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        _loaded.add(key)
-    _loaded.add("entry-points")
 
 
 # -- running inside a worker ------------------------------------------------------------
@@ -332,16 +181,7 @@ def _current_job() -> Job | None:
 
 def worker_label() -> str:
     """host:pid of the worker that runs the job (the horse's parent)."""
-    return f"{socket.gethostname()}:{os.getppid() if os.environ.get('RQ_JOB_ID') else os.getpid()}"
-
-
-class PermanentTaskError(Exception):
-    """The task failed in a way no retry can fix; it is not retried.
-
-    Raise it from a task (``raise PermanentTaskError("no such customer")``): the
-    decorator records the traceback, marks the row ``failed`` at once whatever retries
-    remain, and tells RQ not to retry the job either.
-    """
+    return host_pid(os.getppid() if os.environ.get("RQ_JOB_ID") else None)
 
 
 def plan_retry(job: Job) -> tuple[bool, datetime | None]:
@@ -398,7 +238,7 @@ def _task_id_for(
     )
     job.meta["rqjobs_task_id"] = record.id
     job.save_meta()
-    job.connection.set(f"rqjobs:task-job:{record.id}", job.id)  # how reconcile finds this row's job
+    job.connection.set(foreign_job_key(record.id), job.id)  # how reconcile finds this row's job
     return record.id
 
 
@@ -408,10 +248,6 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return repr(value)
-
-
-class TaskResultError(TypeError):
-    """The task returned a value that cannot be stored as JSON."""
 
 
 def _normalise_result(value: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rqjobs.config import current_settings
-from rqjobs.exceptions import InvalidTaskArguments, RqjobsError
+from rqjobs.exceptions import ImageError, InvalidTaskArguments
 from rqjobs.tasks.commons import background_task, set_task_progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,10 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: JPEG/WebP quality of the copies: visually lossless at a fraction of the size
 LOSSY_QUALITY = 90
-
-
-class ImageError(RqjobsError):
-    """The image could not be read or resized."""
 
 
 def _sizes(size: object, settings: Settings) -> list[int]:

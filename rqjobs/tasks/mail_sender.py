@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rqjobs.config import current_settings
-from rqjobs.exceptions import ConfigError, InvalidTaskArguments, RqjobsError
+from rqjobs.exceptions import ConfigError, InvalidTaskArguments, MailDeliveryError
 from rqjobs.tasks.commons import background_task, set_task_progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,10 +52,6 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC_RE = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*")
 _VAR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class MailDeliveryError(RqjobsError):
-    """The mail could not be delivered."""
 
 
 # --------------------------------------------------------------------------- checks

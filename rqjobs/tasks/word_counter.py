@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rqjobs.exceptions import InvalidTaskArguments, RqjobsError
+from rqjobs.exceptions import CountWordsError, InvalidTaskArguments
 from rqjobs.tasks.commons import background_task, set_task_progress
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
@@ -54,10 +54,6 @@ def _file_chunks(path: Path) -> Iterator[tuple[str, float]]:
         while chunk := fh.read(_CHUNK_BYTES):
             done += len(chunk.encode("utf-8", errors="replace"))
             yield chunk, min(1.0, done / size)
-
-
-class CountWordsError(RqjobsError):
-    """The words could not be read."""
 
 
 def _http_only_opener() -> Any:

@@ -1,7 +1,7 @@
 """The dashboard's pages and actions, as one Flask blueprint.
 
 Every page reads rows through the library (:mod:`rqjobs.store.search`,
-:mod:`rqjobs.worker_list`) and every action calls :func:`rqjobs.api.retry_tasks` or
+:mod:`rqjobs.worker.listing`) and every action calls :func:`rqjobs.api.retry_tasks` or
 :func:`rqjobs.api.cancel_tasks`, so the web shows and does exactly what the command line
 does. Templates are Jinja with autoescape: task text is always data, never markup.
 """
@@ -167,15 +167,14 @@ def make_blueprint(
 
     @bp.get("/")
     def overview() -> Any:
-        from rqjobs.store.search import counts_by_queue_and_status, ended_per_bucket
 
         rt = get_runtime()
         now = datetime.now(timezone.utc)
         totals = rt.store.counts_by_status()
-        by_queue = counts_by_queue_and_status(rt.store, ended_since=now - timedelta(hours=24))
+        by_queue = rt.store.counts_by_queue_and_status(ended_since=now - timedelta(hours=24))
         windows = {
-            "last 24 hours": ended_per_bucket(rt.store, span=timedelta(hours=24), buckets=24, now=now),
-            "last 7 days": ended_per_bucket(rt.store, span=timedelta(days=7), buckets=28, now=now),
+            "last 24 hours": rt.store.ended_per_bucket(span=timedelta(hours=24), buckets=24, now=now),
+            "last 7 days": rt.store.ended_per_bucket(span=timedelta(days=7), buckets=28, now=now),
         }
         charts = {label: (w, *present.chart_bars(w)) for label, w in windows.items()}
         workers, workers_error = _workers(rt)
@@ -194,7 +193,6 @@ def make_blueprint(
     @bp.get("/tasks")
     def tasks() -> Any:
         from rqjobs.search import parse_query
-        from rqjobs.store.search import search_tasks
 
         text = request.args.get("q", "")
         before = _id_arg("before")
@@ -206,7 +204,7 @@ def make_blueprint(
             error, query = exc.message, None
         page = None
         if query is not None:
-            page = search_tasks(get_runtime().store, query, limit=PAGE_SIZE, before_id=before, after_id=after)
+            page = get_runtime().store.search(query, limit=PAGE_SIZE, before_id=before, after_id=after)
         html = render_template(
             "rqjobs_web/tasks.html", nav="tasks", q=text, page=page, error=error, bulk_limit=BULK_LIMIT
         )
@@ -229,7 +227,7 @@ def make_blueprint(
     def workers() -> Any:
         rt = get_runtime()
         live, error = _workers(rt)
-        running = rt.store.list(statuses=(TaskStatus.RUNNING.value,), limit=1000)
+        running = rt.store.find(statuses=(TaskStatus.RUNNING.value,), limit=1000)
         labels = {w.label for w in live}
         by_worker: dict[str, list[Any]] = {}
         for record in running:
@@ -246,7 +244,7 @@ def make_blueprint(
         )
 
     def _workers(rt: Runtime) -> tuple[list[Any], str | None]:
-        from rqjobs.worker_list import live_workers
+        from rqjobs.worker.listing import live_workers
 
         try:
             return live_workers(rt.redis), None
@@ -266,14 +264,13 @@ def make_blueprint(
 
     @bp.get("/api/progress")
     def progress_json() -> Any:
-        from rqjobs.store.search import progress_of
 
         raw = request.args.get("ids", "")
         try:
             ids = [int(part) for part in raw.split(",") if part.strip()][:MAX_POLL_IDS]
         except ValueError:
             return _json_error("ids must be task ids separated by commas", 400)
-        return jsonify({"tasks": progress_of(get_runtime().store, ids)})
+        return jsonify({"tasks": get_runtime().store.progress_of(ids)})
 
     # -- actions ---------------------------------------------------------------------
 
@@ -318,13 +315,12 @@ def make_blueprint(
 
     def _matching(rt: Runtime, statuses: tuple[str, ...]) -> tuple[list[int], bool, str]:
         from rqjobs.search import parse_query
-        from rqjobs.store.search import matching_ids
 
         q = request.form.get("q", "")
         query = parse_query(q)
         if query.empty:
             raise InvalidInput("a bulk action needs a search: it will not touch every task")
-        ids, more = matching_ids(rt.store, query, statuses=statuses, limit=BULK_LIMIT)
+        ids, more = rt.store.matching_ids(query, statuses=statuses, limit=BULK_LIMIT)
         return ids, more, q
 
     def _with_tasks(rt: Runtime) -> Runtime:

@@ -7,7 +7,7 @@ its OWN database, created through an admin connection (``CREATE DATABASE
 rqjobs_test_<random>``) and dropped afterwards, also when the test fails; the shared
 servers themselves are never stopped or reconfigured.
 
-Import the fixtures into a test module: ``from tests.support.databases import db_url``.
+The fixtures are registered once, by ``pytest_plugins`` in tests/conftest.py.
 The variables are read at import time, i.e. at collection, before conftest's autouse
 fixture clears every ``RQJOBS_*`` variable for the test itself.
 """

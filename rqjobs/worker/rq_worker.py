@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
-import socket
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,12 +24,15 @@ from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.utils import now
 from rq.worker import Worker
 
-from rqjobs.broker.job import RqjobsJob
+from rqjobs.broker.job import RqjobsJob, task_id_of
+from rqjobs.hostpid import host_pid
 from rqjobs.status import WAITING, TaskStatus
 from rqjobs.store.models import utcnow
 from rqjobs.store.repository import attempt_log_entry
 from rqjobs.tasks import commons
-from rqjobs.worker_health import WorkerHealthMixin, run_supervised
+from rqjobs.worker.health import WorkerHealthMixin
+from rqjobs.worker.process import signal_description
+from rqjobs.worker.supervisor import run_supervised
 
 if TYPE_CHECKING:
     from rqjobs.runtime import Runtime
@@ -54,32 +55,10 @@ class TrackingDeathPenalty(UnixSignalDeathPenalty):
         super().handle_death_penalty(signum, frame)
 
 
-def _task_id(job: Job) -> int | None:
-    try:
-        return int(job.id)
-    except (TypeError, ValueError):
-        known = job.meta.get("rqjobs_task_id") if job.meta else None
-        return int(known) if known is not None else None
-
-
-def _signal_description(ret_val: int | None, *, hint: bool = True) -> str:
-    if ret_val is not None and os.WIFSIGNALED(ret_val):
-        signum = os.WTERMSIG(ret_val)
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        hint_text = " (kill -9 or the OOM killer)" if hint and signum == signal.SIGKILL else ""
-        return f"killed by {name}{hint_text}"
-    if ret_val is not None and os.WIFEXITED(ret_val):
-        return f"exited with status {os.WEXITSTATUS(ret_val)}"
-    return f"ended unexpectedly (wait status {ret_val})"
-
-
 class RqjobsWorker(WorkerHealthMixin, Worker):
     """A forking RQ worker that keeps task rows truthful.
 
-    :class:`~rqjobs.worker_health.WorkerHealthMixin` adds the liveness key, periodic
+    :class:`~rqjobs.worker.health.WorkerHealthMixin` adds the liveness key, periodic
     reconcile, horses that die with the worker, and tolerance of Redis outages.
     """
 
@@ -97,8 +76,6 @@ class RqjobsWorker(WorkerHealthMixin, Worker):
         #: kept only when ``remember_runs`` is on (a burst), so a long-lived worker holds none
         self._ran: set[tuple[str, str]] = set()
         self.remember_runs = False
-        #: a warm or cold stop was asked for (RQ swallows StopRequested inside work())
-        self.stop_asked = False
         super().__init__(
             [runtime.queue(name) for name in queues],
             connection=runtime.redis,
@@ -116,11 +93,11 @@ class RqjobsWorker(WorkerHealthMixin, Worker):
     def _label(self) -> str:
         """host:pid of this worker for the log. RQ sets RQ_JOB_ID in the worker too when it
         forks, so in the parent commons.worker_label() would name the worker's parent."""
-        return commons.worker_label() if self.is_horse else f"{socket.gethostname()}:{os.getpid()}"
+        return commons.worker_label() if self.is_horse else host_pid()
 
     def _fail_row(self, job: Job, what: str, detail: str, *, from_statuses: Sequence[str]) -> bool:
         """Record a run that ended outside the decorator: failed, or waiting for RQ's retry."""
-        task_id = _task_id(job)
+        task_id = task_id_of(job)
         if task_id is None:
             return False
         will_retry, retry_at = commons.plan_retry(job)
@@ -205,7 +182,7 @@ class RqjobsWorker(WorkerHealthMixin, Worker):
         # runs before RQ's handle_job_failure, so job.should_retry is still accurate;
         # RQ has reset current_job_working_time by now: measure from the monitor's start
         elapsed_s = (utcnow() - job.started_at).total_seconds() if job.started_at else 0.0
-        how = _signal_description(ret_val)
+        how = signal_description(ret_val)
         what = f"work horse {how}"
         detail = (
             f"the process running the task ({retpid}) was {how} after {elapsed_s:.1f} s; no traceback exists"
@@ -218,17 +195,13 @@ class RqjobsWorker(WorkerHealthMixin, Worker):
             detail = (
                 f"the task did not return within its timeout of {timeout} s, nor in the "
                 f"{self.runtime.settings.timeout_grace_s:g} s grace after it, so the worker killed it "
-                f"(pid {retpid}, {_signal_description(ret_val, hint=False)}) after {elapsed_s:.1f} s; "
+                f"(pid {retpid}, {signal_description(ret_val, hint=False)}) after {elapsed_s:.1f} s; "
                 "no traceback exists"
             )
         elif timeout > 0 and elapsed_s > timeout:
             detail += f" (its timeout of {timeout} s had passed)"
         self._fail_row(job, what, detail, from_statuses=(*WAITING, TaskStatus.RUNNING.value))
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-
-    def request_stop(self, signum: int, frame: Any) -> None:
-        self.stop_asked = True
-        super().request_stop(signum, frame)
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
@@ -251,7 +224,7 @@ class RqjobsWorker(WorkerHealthMixin, Worker):
         say ``canceled`` too, never ``failed`` or ``queued``. ``rqjobs cancel`` usually
         wrote that already, and then this conditional update changes nothing.
         """
-        task_id = _task_id(job)
+        task_id = task_id_of(job)
         if task_id is None:
             return
         try:
@@ -272,7 +245,7 @@ class RqjobsWorker(WorkerHealthMixin, Worker):
             log.exception("could not record the failure of job %s", job.id)
 
     def request_force_stop(self, signum: int, frame: Any) -> None:
-        self.stop_asked = True
+        self.stop_signaled = True
         job = self.get_current_job() if self.horse_pid else None
         try:
             super().request_force_stop(signum, frame)
@@ -336,7 +309,7 @@ def run_worker(
     is left; jobs scheduled for later by anyone else stay scheduled.
 
     RQ's loop is started again after a Redis outage (see
-    :func:`rqjobs.worker_health.run_supervised`), with the retries still awaited.
+    :func:`rqjobs.worker.supervisor.run_supervised`), with the retries still awaited.
     """
     commons.load_task_modules(runtime.settings)
     # open the task database now: a wrong URL or a schema that needs `rqjobs db upgrade`
@@ -358,7 +331,7 @@ def run_worker(
         if not worker.remember_runs:
             return worked
         overdue_before = False
-        while not worker.stop_asked and worker.drained and not worker.broker_lost:
+        while not worker.stop_signaled and worker.drained and not worker.broker_lost:
             due = worker.next_retry_due()
             if due is None:
                 break
@@ -377,7 +350,7 @@ def run_worker(
                     time.sleep(wait_s)
             except StopRequested:
                 break
-            if worker.stop_asked:
+            if worker.stop_signaled:
                 break
             worked = worker.work(burst=True, with_scheduler=True, logging_level=logging_level) or worked
         return worked

@@ -1,0 +1,135 @@
+"""The supervisor around RQ's worker loop: start it again after a Redis outage.
+
+RQ's loop quits on a Redis timeout and on any error outside its dequeue; here the worker
+waits for Redis, settles the job it was watching and starts a fresh loop in the same
+process, so ``rqjobs worker`` survives a Redis restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rqjobs import defaults
+from rqjobs.broker.connection import is_broker_error
+from rqjobs.hostpid import host_pid
+from rqjobs.worker.liveness import LivenessBeacon
+
+if TYPE_CHECKING:
+    from rqjobs.runtime import Runtime
+
+log = logging.getLogger("rqjobs.worker")
+
+
+#: a burst worker whose loop fails this often for reasons other than Redis gives up
+_BURST_MAX_FAILURES = 3
+
+
+def _wait_for_redis(runtime: Runtime, give_up_s: float | None, should_stop: Callable[[], bool]) -> bool:
+    """Ping with backoff until Redis answers; False once ``give_up_s`` has passed or on a stop."""
+    started = time.monotonic()
+    delay_s = 0.2
+    while not should_stop():
+        try:
+            runtime.redis.ping()
+            return True
+        except Exception as exc:
+            if not is_broker_error(exc):
+                raise
+        if give_up_s is not None and time.monotonic() - started > give_up_s:
+            return False
+        time.sleep(delay_s)
+        delay_s = min(delay_s * 2, defaults.REDIS_RECONNECT_MAX_WAIT_S)
+    return False
+
+
+def run_supervised(
+    runtime: Runtime,
+    make_worker: Callable[[], Any],
+    run_loop: Callable[[Any], bool] | None = None,
+    *,
+    burst: bool,
+    with_scheduler: bool,
+    logging_level: str,
+) -> bool:
+    """Run ``make_worker().work(...)`` (or ``run_loop(worker)``) until it ends normally,
+    restarting it after Redis outages.
+
+    RQ's loop quits on a Redis timeout and on any error outside its dequeue. Here the worker
+    waits for Redis, settles the job it was watching, and starts a fresh loop in the same
+    process (same ``host:pid``, same liveness key). A stop request (SIGINT/SIGTERM) ends it;
+    a cold shutdown's SystemExit passes through. A burst worker gives up after
+    ``BURST_REDIS_OUTAGE_LIMIT_S`` without Redis.
+    """
+    from rq.exceptions import StopRequested
+    from rq.logutils import setup_loghandlers
+
+    from rqjobs.exceptions import BrokerUnavailable
+
+    setup_loghandlers(logging_level, name="rqjobs")
+    give_up_s = defaults.BURST_REDIS_OUTAGE_LIMIT_S if burst else None
+    label = host_pid()
+    beacon: LivenessBeacon | None = None
+    worked = False
+    failures = 0
+    try:
+        while True:
+            worker = None
+            error: BaseException | None = None
+            try:
+                worker = make_worker()
+                if beacon is None:
+                    beacon = LivenessBeacon(runtime.settings, label, worker.name)
+                    beacon.start()
+                worker.beacon = beacon
+                if run_loop is not None:  # the caller's loop around work() (a burst waiting for retries)
+                    worked = run_loop(worker) or worked
+                else:
+                    loop_worked = worker.work(
+                        burst=burst, with_scheduler=with_scheduler, logging_level=logging_level
+                    )
+                    worked = loop_worked or worked
+            except StopRequested:
+                return worked
+            except Exception as exc:
+                error = exc
+            if worker is not None and (worker.stop_signaled or (error is None and worker.drained)):
+                return worked
+            broker_trouble = (error is not None and is_broker_error(error)) or (
+                worker is not None and worker.broker_lost
+            )
+            if not broker_trouble:
+                log.error("worker loop failed (%s)", _why(worker, error), exc_info=error)
+                failures += 1
+                if burst and failures >= _BURST_MAX_FAILURES and error is not None:
+                    raise error
+            log.warning("worker loop ended (%s); starting it again once Redis answers", _why(worker, error))
+
+            def stop_requested(w: Any = worker) -> bool:
+                return w is not None and bool(w.stop_signaled)
+
+            try:
+                if not _wait_for_redis(runtime, give_up_s, stop_requested):
+                    if stop_requested():
+                        return worked
+                    raise BrokerUnavailable(
+                        f"Redis stayed unreachable for {give_up_s:g} s; the burst worker gives up"
+                    )
+                if worker is not None:
+                    worker.settle_inflight()
+            except StopRequested:
+                return worked
+            time.sleep(min(failures, 5) * 0.5)
+    finally:
+        if beacon is not None:
+            beacon.stop()
+
+
+def _why(worker: Any, error: BaseException | None) -> str:
+    if error is not None:
+        return f"{type(error).__name__}: {error}"
+    if worker is not None and worker.broker_lost:
+        return "Redis connection lost"
+    return "unexpected exit"
