@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -43,6 +44,7 @@ def private_redis() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def project_folder(redis_url: str, tasks_source: str = "") -> Path:

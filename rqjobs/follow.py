@@ -130,12 +130,15 @@ class TaskFollower:
 
     def _read_all(self) -> list[TaskRecord]:
         store, names = self.store, self.names
-        rows = store.find(statuses=(TaskStatus.RUNNING.value,), names=names, limit=self.active_limit)
-        rows += store.find(statuses=WAITING, names=names, limit=self.active_limit, oldest_first=True)
-        if self._max_id is None:
+        first_poll = self._max_id is None
+        if first_poll:
+            # the high-water mark before the active rows: a row created in between is then
+            # among the active rows (read after it), never below a mark read after it
             newest = store.find(limit=1)
             self._max_id = newest[0].id if newest else 0
-        else:
+        rows = store.find(statuses=(TaskStatus.RUNNING.value,), names=names, limit=self.active_limit)
+        rows += store.find(statuses=WAITING, names=names, limit=self.active_limit, oldest_first=True)
+        if not first_poll:
             new = store.find(names=names, after_id=self._max_id, limit=NEW_ROWS_LIMIT, oldest_first=True)
             rows += new
             if new:

@@ -1,5 +1,9 @@
-"""The command line as an operator uses it: each command run as a subprocess, its exit
-code and output checked, then the database reopened to see what was written.
+"""The command line as an operator uses it: each command's exit code and output checked,
+then the database reopened to see what was written.
+
+Commands run in this process through typer's ``CliRunner`` (:func:`cli`) unless
+processes are the point: workers, signals, start-up imports, the console script's own
+error handling and shell completion run ``rqjobs`` as a subprocess.
 
 Rows that only need to exist (for status, stats, prune) are written through the store;
 rows whose history matters (retry, cancel) come from real enqueues and real workers.
@@ -14,12 +18,15 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from tests.conftest import Project
+
+if TYPE_CHECKING:
+    from typer.testing import Result
 
 #: an SGR escape sequence that sets a colour (foreground or background), not just bold/dim
 COLOUR_SGR = re.compile(r"\x1b\[(?:\d+;)*(?:3[0-9]|4[0-9]|9[0-7]|10[0-7])(?:;\d+)*m")
@@ -41,6 +48,24 @@ def seed(
     with store.engine.begin() as conn:
         conn.execute(update(Task.__table__).where(Task.__table__.c.id == record.id).values(**values))
     return record.id
+
+
+def cli(project: Project, *args: str, env: dict[str, str] | None = None) -> Result:
+    """``rqjobs --config <the project's> ARGS`` in this process: exit code, stdout, stderr.
+
+    The autouse fixture has cleared every RQJOBS_* variable; rich draws 120 columns
+    without colour unless ``env`` says otherwise.
+    """
+    from typer.testing import CliRunner
+
+    from rqjobs.cli import app
+
+    return CliRunner().invoke(
+        app,
+        ["--config", str(project.config_path), *args],
+        prog_name="rqjobs",
+        env={"COLUMNS": "120", "NO_COLOR": "1", "FORCE_COLOR": None, **(env or {})},
+    )
 
 
 def run_env(project: Project, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -114,8 +139,8 @@ def test_every_command_has_help_with_an_example(project: Project) -> None:
 
 
 def test_version(project: Project) -> None:
-    result = project.rqjobs("--version")
-    assert result.returncode == 0
+    result = cli(project, "--version")
+    assert result.exit_code == 0
     assert re.fullmatch(r"rqjobs \d+\.\d+\.\d+\n", result.stdout)
 
 
@@ -155,19 +180,34 @@ def test_help_and_status_do_not_import_rq_or_redis(project: Project) -> None:
 
 
 def test_errors_go_to_stderr_with_exit_codes_and_no_traceback(project: Project) -> None:
-    result = project.rqjobs("show", "42")
-    assert result.returncode == 1
+    result = cli(project, "show", "42")
+    assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.strip() == "Error: no task 42"
 
-    result = project.rqjobs("status", "--no-such-flag")
-    assert result.returncode == 2
+    result = cli(project, "status", "--no-such-flag")
+    assert result.exit_code == 2
     assert result.stdout == ""
     assert "No such option" in result.stderr and "Traceback" not in result.stderr
 
-    result = project.rqjobs("status", "--since", "yesterday-ish")
-    assert result.returncode == 2
+    result = cli(project, "status", "--since", "yesterday-ish")
+    assert result.exit_code == 2
     assert "not a duration or a time" in result.stderr and "Traceback" not in result.stderr
+
+    refused = cli(project, "retry")  # a library InvalidInput: refused before any row
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert refused.stderr.strip() == "Error: give the ids of the tasks to retry, or --failed"
+
+    from rqjobs.exceptions import TaskNotFound
+
+    debug = cli(project, "--debug", "show", "42")  # the library's own exception, let through
+    assert isinstance(debug.exception, TaskNotFound) and debug.exit_code == 1
+
+
+def test_the_console_script_prints_errors_and_tracebacks_only_with_debug(project: Project) -> None:
+    result = project.rqjobs("show", "42")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == "Error: no task 42"
 
     result = project.rqjobs("--debug", "show", "42")
     assert result.returncode != 0
@@ -177,14 +217,14 @@ def test_errors_go_to_stderr_with_exit_codes_and_no_traceback(project: Project) 
 def test_no_color_is_honoured(project: Project) -> None:
     seed(project, "failed", log="--- attempt 1 failed ---\nRuntimeError: boom\n")
     seed(project, "finished")
-    coloured = run_env(project, {"FORCE_COLOR": "1", "NO_COLOR": ""}, "status")
-    assert coloured.returncode == 0
+    coloured = cli(project, "status", env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+    assert coloured.exit_code == 0
     assert COLOUR_SGR.search(coloured.stdout), "FORCE_COLOR should colour the table"
-    plain = run_env(project, {"FORCE_COLOR": "1", "NO_COLOR": "1"}, "status")
-    assert plain.returncode == 0
+    plain = cli(project, "status", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert plain.exit_code == 0
     assert "failed" in plain.stdout
     assert not COLOUR_SGR.search(plain.stdout), repr(plain.stdout)
-    help_text = run_env(project, {"FORCE_COLOR": "1", "NO_COLOR": "1"}, "status", "--help")
+    help_text = cli(project, "status", "--help", env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
     assert not COLOUR_SGR.search(help_text.stdout)
 
 
@@ -223,11 +263,11 @@ def test_status_filters_limit_json_and_footer(project: Project) -> None:
     assert ids("--finished", "--since", since_iso) == [old]
     assert ids("--limit", "2") == [canceled, scheduled]
 
-    row = json.loads(project.rqjobs("status", "--json", "--running").stdout)[0]
+    row = json.loads(cli(project, "status", "--json", "--running").stdout)[0]
     assert row["status"] == "running" and row["progress"] == 40 and row["duration_s"] >= 75
 
-    table = run_env(project, {"COLUMNS": "80"}, "status")
-    assert table.returncode == 0
+    table = cli(project, "status", env={"COLUMNS": "80"})
+    assert table.exit_code == 0
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["ID", "TASK", "DESCRIPTION", "STATUS", "TRY", "CREATED", "TOOK"]
     footer = "6 shown · 1 queued, 1 scheduled, 1 running, 1 finished, 1 failed, 1 canceled"
@@ -240,8 +280,8 @@ def test_status_filters_limit_json_and_footer(project: Project) -> None:
 def test_status_fits_80_columns_eliding_long_descriptions(project: Project) -> None:
     long_text = "resize the holiday pictures of the whole family to every size the gallery needs " * 2
     task_id = seed(project, "failed", name="create-image-set", description=long_text)
-    result = run_env(project, {"COLUMNS": "80"}, "status")
-    assert result.returncode == 0
+    result = cli(project, "status", env={"COLUMNS": "80"})
+    assert result.exit_code == 0
     for line in result.stdout.splitlines():
         assert len(line.rstrip()) <= 80, line
     row_line = next(line for line in result.stdout.splitlines() if line.lstrip().startswith(str(task_id)))
@@ -254,20 +294,20 @@ def test_show_prints_every_field_timings_result_and_log(project: Project) -> Non
     task_id = project.enqueue("progress-steps", "--steps", "2", "--pause-s", "0.1", description="show me")
     failing = project.enqueue("fail-always", "--message", "disk on fire", description="will fail")
     project.work()
-    result = project.rqjobs("show", str(task_id))
-    assert result.returncode == 0, result.stderr
+    result = cli(project, "show", str(task_id))
+    assert result.exit_code == 0, result.stderr
     out = result.stdout
     for label in ("id", "task", "description", "status", "queue", "kwargs", "attempts", "created"):
         assert re.search(rf"^{label}\s", out, re.M), label
     assert "progress-steps" in out and "show me" in out and "finished" in out
     assert "waited" in out and "duration" in out
     assert '"steps": 2' in out  # the result, pretty-printed JSON
-    data = json.loads(project.rqjobs("show", str(task_id), "--json").stdout)
+    data = json.loads(cli(project, "show", str(task_id), "--json").stdout)
     from rqjobs.store.models import TASK_COLUMNS
 
     assert set(TASK_COLUMNS) <= set(data)
     assert data["result"] == {"steps": 2} and data["attempts"] == 1
-    out = project.rqjobs("show", str(failing)).stdout
+    out = cli(project, "show", str(failing)).stdout
     assert "Traceback (most recent call last)" in out and "RuntimeError: disk on fire" in out
 
 
@@ -275,13 +315,13 @@ def test_show_prints_every_field_timings_result_and_log(project: Project) -> Non
 
 
 def test_tasks_lists_parameters_and_enqueue_help_shows_them(project: Project) -> None:
-    result = run_env(project, {"COLUMNS": "160"}, "tasks")
-    assert result.returncode == 0
+    result = cli(project, "tasks", env={"COLUMNS": "160"})
+    assert result.exit_code == 0
     out = result.stdout
     add_line = next(line for line in out.splitlines() if line.startswith("add "))
     assert "--a int (required)" in add_line and "Add two numbers." in add_line
     assert "--pause-s float = 0.3" in out and "Report progress in steps." in out
-    data = {t["name"]: t for t in json.loads(project.rqjobs("tasks", "--json").stdout)}
+    data = {t["name"]: t for t in json.loads(cli(project, "tasks", "--json").stdout)}
     steps = {p["name"]: p for p in data["progress-steps"]["parameters"]}
     assert steps["steps"] == {
         "name": "steps",
@@ -293,10 +333,10 @@ def test_tasks_lists_parameters_and_enqueue_help_shows_them(project: Project) ->
     }
     assert data["add"]["parameters"][0]["required"] is True
     assert data["send-mail"]["summary"]
-    help_text = project.rqjobs("enqueue", "progress-steps", "--help").stdout
+    help_text = cli(project, "enqueue", "progress-steps", "--help").stdout
     assert "--steps" in help_text and "--pause-s" in help_text and "default: 0.3" in help_text
     assert "Report progress in steps." in help_text
-    add_help = project.rqjobs("enqueue", "add", "--help").stdout
+    add_help = cli(project, "enqueue", "add", "--help").stdout
     assert "--a" in add_help and "required" in add_help
 
 
@@ -314,8 +354,8 @@ def test_retry_failed_task_then_it_succeeds(project: Project) -> None:
     failed_registry = FailedJobRegistry("default", connection=runtime.redis)
     assert str(task_id) in failed_registry.get_job_ids()
 
-    result = project.rqjobs("retry", str(task_id))
-    assert result.returncode == 0, result.stderr
+    result = cli(project, "retry", str(task_id))
+    assert result.exit_code == 0, result.stderr
     assert f"#{task_id} retried" in result.stdout
     row = project.row(task_id)
     assert row.status == "queued" and row.attempts == 1 and row.finished_at is None
@@ -337,7 +377,7 @@ def test_retry_gives_a_fresh_retry_budget_and_counts_attempts(project: Project) 
     project.work()
     row = project.row(task_id)
     assert row.status == "failed" and row.attempts == 2  # one run and its one retry
-    assert project.rqjobs("retry", "--failed", "--name", "flaky").returncode == 0
+    assert cli(project, "retry", "--failed", "--name", "flaky").exit_code == 0
     project.work()
     row = project.row(task_id)
     # attempt 3 failed, and the budget (1 retry) was fresh, so attempt 4 ran and succeeded
@@ -351,21 +391,22 @@ def test_retry_refuses_what_it_cannot_retry(project: Project) -> None:
     finished = seed(project, "finished")
     running = seed(project, "running")
     failed = seed(project, "failed", name="fail-always", log="--- attempt 1 failed ---\nboom\n")
-    result = project.rqjobs("retry", str(finished), str(running), "999")
-    assert result.returncode == 1
+    result = cli(project, "retry", str(finished), str(running), "999")
+    assert result.exit_code == 1
     assert f"#{finished} skipped: it is finished" in result.stdout
     assert f"#{running} skipped: it is running" in result.stdout
     assert "#999 skipped: no task 999" in result.stdout
     assert project.row(finished).status == "finished" and project.row(running).status == "running"
 
-    result = project.rqjobs("retry")
-    assert result.returncode == 2 and "--failed" in result.stderr
-    result = project.rqjobs("retry", "--failed", "--name", "add")
-    assert result.returncode == 0 and "no failed tasks" in result.stderr
+    result = cli(project, "retry")
+    assert result.exit_code == 2 and "--failed" in result.stderr
+    result = cli(project, "retry", "--failed", "--name", "add")
+    assert result.exit_code == 0 and "no failed tasks" in result.stderr
     assert project.row(failed).status == "failed"
 
-    data = json.loads(project.rqjobs("retry", "--failed", "--json").stdout)
-    assert data == [{"id": failed, "ok": True, "action": "retried", "detail": data[0]["detail"]}]
+    data = json.loads(cli(project, "retry", "--failed", "--json").stdout)
+    detail = "attempt 2 queued on default (no retries)"
+    assert data == [{"id": failed, "ok": True, "action": "retried", "detail": detail}]
     assert project.row(failed).status == "queued"
 
 
@@ -378,10 +419,10 @@ def test_retry_whose_enqueue_fails_leaves_the_row_failed(project: Project) -> No
     client.config_set("maxmemory", "1")
     client.config_set("maxmemory-policy", "noeviction")
     try:
-        result = project.rqjobs("retry", str(task_id))
+        result = cli(project, "retry", str(task_id))
     finally:
         client.config_set("maxmemory", "0")
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert f"#{task_id} failed" in result.stdout
     row = project.row(task_id)
     assert row.status == "failed"
@@ -398,8 +439,8 @@ def test_cancel_queued_and_scheduled_tasks_removes_their_jobs(project: Project) 
     from rq.registry import ScheduledJobRegistry
 
     assert str(scheduled) in ScheduledJobRegistry("default", connection=runtime.redis).get_job_ids()
-    result = project.rqjobs("cancel", str(queued), str(scheduled))
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = cli(project, "cancel", str(queued), str(scheduled))
+    assert result.exit_code == 0, result.stdout + result.stderr
     assert f"#{queued} canceled: removed from queue default" in result.stdout
     assert f"#{scheduled} canceled: removed from the scheduled jobs" in result.stdout
     for task_id in (queued, scheduled):
@@ -412,11 +453,11 @@ def test_cancel_queued_and_scheduled_tasks_removes_their_jobs(project: Project) 
 
     project.work()  # nothing left to run: the rows stay canceled
     assert project.row(queued).status == "canceled"
-    again = project.rqjobs("cancel", str(queued))
-    assert again.returncode == 0 and "already canceled" in again.stdout
+    again = cli(project, "cancel", str(queued))
+    assert again.exit_code == 0 and "already canceled" in again.stdout
 
     # a canceled task can be retried: it then runs as its first attempt
-    assert project.rqjobs("retry", str(queued)).returncode == 0
+    assert cli(project, "retry", str(queued)).exit_code == 0
     project.work()
     row = project.row(queued)
     assert row.status == "finished" and row.attempts == 1 and row.result == {"result": 3}
@@ -427,8 +468,8 @@ def test_cancel_leaves_finished_tasks_alone(project: Project) -> None:
     task_id = project.enqueue("add", "--a", "1", "--b", "2")
     project.work()
     before = project.row(task_id)
-    result = project.rqjobs("cancel", str(task_id), "4242")
-    assert result.returncode == 1
+    result = cli(project, "cancel", str(task_id), "4242")
+    assert result.exit_code == 1
     assert f"#{task_id} skipped: it already finished" in result.stdout
     assert "#4242 skipped: no task 4242" in result.stdout
     assert project.row(task_id) == before
@@ -519,8 +560,8 @@ def test_stats_counts_failure_rate_durations_and_chart(project: Project) -> None
     )
     seed(project, "finished", created_at=ago(days=30), started_at=ago(days=30), finished_at=ago(days=30))
 
-    result = project.rqjobs("stats", "--json")
-    assert result.returncode == 0, result.stderr
+    result = cli(project, "stats", "--json")
+    assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     by_name = {t["name"]: t for t in data["tasks"]}
     add = by_name["add"]
@@ -535,11 +576,11 @@ def test_stats_counts_failure_rate_durations_and_chart(project: Project) -> None
     assert sum(timeline["finished"]) == 6 and sum(timeline["failed"]) == 1
     assert data["totals"]["finished"] == 6  # the 30-day-old row is outside the default 7 days
 
-    everything = json.loads(project.rqjobs("stats", "--since", "all", "--json").stdout)
+    everything = json.loads(cli(project, "stats", "--since", "all", "--json").stdout)
     assert everything["totals"]["finished"] == 7
 
-    table = run_env(project, {"COLUMNS": "80"}, "stats")
-    assert table.returncode == 0
+    table = cli(project, "stats", env={"COLUMNS": "80"})
+    assert table.exit_code == 0
     out = table.stdout
     for line in out.splitlines():
         assert len(line.rstrip()) <= 80, line
@@ -556,7 +597,7 @@ def test_stats_counts_failure_rate_durations_and_chart(project: Project) -> None
 # -- prune ------------------------------------------------------------------------------
 
 
-def test_prune_deletes_old_final_rows_in_batches(project: Project) -> None:
+def test_prune_deletes_only_old_final_rows(project: Project) -> None:
     old = {
         status: seed(project, status, created_at=ago(days=40))
         for status in ("finished", "failed", "canceled")
@@ -564,53 +605,71 @@ def test_prune_deletes_old_final_rows_in_batches(project: Project) -> None:
     old_running = seed(project, "running", created_at=ago(days=40))
     recent = seed(project, "finished")
 
-    dry = project.rqjobs("prune", "--older-than", "30d", "--dry-run")
-    assert dry.returncode == 0, dry.stderr
+    dry = cli(project, "prune", "--older-than", "30d", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
     assert dry.stdout.startswith("would delete 3 finished/failed/canceled tasks created before")
     assert len(project.store().find(limit=None)) == 5
 
-    result = project.rqjobs("prune", "--older-than", "30d", "--status", "finished", "--json")
-    assert result.returncode == 0, result.stderr
+    result = cli(project, "prune", "--older-than", "30d", "--status", "finished", "--json")
+    assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["deleted"] == 1
     remaining = {r.id for r in project.store().find(limit=None)}
     assert remaining == {old["failed"], old["canceled"], old_running, recent}
 
-    result = project.rqjobs("prune", "--older-than", "30d")
-    assert result.returncode == 0 and result.stdout.startswith("deleted 2 ")
+    result = cli(project, "prune", "--older-than", "30d")
+    assert result.exit_code == 0 and result.stdout.startswith("deleted 2 ")
     assert {r.id for r in project.store().find(limit=None)} == {old_running, recent}
 
-    refused = project.rqjobs("prune", "--older-than", "30d", "--status", "running")
-    assert refused.returncode == 2 and "only final tasks can be pruned" in refused.stderr
-    assert project.rqjobs("prune", "--older-than", "soon").returncode == 2
-    assert project.rqjobs("prune").returncode == 2  # --older-than is required
+    refused = cli(project, "prune", "--older-than", "30d", "--status", "running")
+    assert refused.exit_code == 2 and "only final tasks can be pruned" in refused.stderr
+    assert cli(project, "prune", "--older-than", "soon").exit_code == 2
+    assert cli(project, "prune").exit_code == 2  # --older-than is required
     assert {r.id for r in project.store().find(limit=None)} == {old_running, recent}
 
 
-def test_prune_batches_cover_more_rows_than_one_batch(project: Project) -> None:
+def test_prune_deletes_old_final_rows_in_batches(project: Project) -> None:
+    """More old rows than one batch: one DELETE per batch, each at most a batch long."""
+    import inspect
+
     from rqjobs.store.models import Task
+    from rqjobs.store.repository import TaskStore
 
+    batch = inspect.signature(TaskStore.delete_older_than).parameters["batch"].default
+    old_count = 2 * batch + batch // 2
     store = project.store()
-    table = Task.__table__
-    rows = [
-        {
-            "name": "add",
-            "description": "bulk",
-            "queue": "default",
-            "args": [],
-            "kwargs": {},
-            "status": "finished",
-            "progress": 100,
-            "attempts": 1,
-            "max_retries": 0,
-            "timeout_s": 30,
-            "created_at": ago(days=90),
-        }
-        for _ in range(2500)
-    ]
+    row = {
+        "name": "add",
+        "description": "bulk",
+        "queue": "default",
+        "args": [],
+        "kwargs": {},
+        "status": "finished",
+        "progress": 100,
+        "attempts": 1,
+        "max_retries": 0,
+        "timeout_s": 30,
+        "created_at": ago(days=90),
+    }
     with store.engine.begin() as conn:
-        conn.execute(table.insert(), rows)
-    assert store.delete_older_than(ago(days=30), batch=1000) == 2500
-    assert store.find(limit=None) == []
+        conn.execute(Task.__table__.insert(), [row] * old_count)
+    old_running = seed(project, "running", created_at=ago(days=90))
+    recent = seed(project, "finished")
+
+    deletes: list[int] = []
+
+    def count_deletes(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            deletes.append(cursor.rowcount)
+
+    event.listen(store.engine, "after_cursor_execute", count_deletes)
+    try:
+        result = cli(project, "prune", "--older-than", "30d")
+    finally:
+        event.remove(store.engine, "after_cursor_execute", count_deletes)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"deleted {old_count} finished/failed/canceled tasks created before")
+    assert deletes == [batch, batch, batch // 2]
+    assert {r.id for r in store.find(limit=None)} == {old_running, recent}
 
 
 # -- completion -------------------------------------------------------------------------
@@ -680,8 +739,8 @@ def test_cancel_a_running_row_whose_worker_is_gone(project: Project) -> None:
     job = runtime.queue("default").create_job("sample_tasks.sleep_for", job_id=record.job_id)
     job.worker_name = "ghost-worker"
     job.save()
-    result = project.rqjobs("cancel", str(record.id))
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = cli(project, "cancel", str(record.id))
+    assert result.exit_code == 0, result.stdout + result.stderr
     assert f"#{record.id} stopped: its worker (ghost-worker) is gone" in result.stdout
     row = project.row(record.id)
     assert row.status == "canceled" and "is gone" in row.log

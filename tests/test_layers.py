@@ -31,7 +31,7 @@ LAYERS: list[list[str]] = [
     ["rqjobs.api", "rqjobs.stats", "rqjobs.follow", "rqjobs.worker.process", "rqjobs.worker.liveness"],
     ["rqjobs.reconcile"],
     ["rqjobs.worker"],
-    ["rqjobs.cli", "rqjobs.enqueue_commands", "rqjobs.render", "rqjobs._click", "rqjobs.__main__", "rqjobs"],
+    ["rqjobs.cli", "rqjobs.__main__", "rqjobs"],
 ]
 
 #: SQL is built in the store only (and in the schema migrations)

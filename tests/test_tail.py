@@ -85,6 +85,32 @@ def test_follower_without_ids_sees_new_rows_and_their_end(project: Project) -> N
     assert [c.record.id for c in named.poll()] == [other]
 
 
+def test_follower_sees_a_row_created_during_its_first_poll(project: Project) -> None:
+    """A row committed while the first poll runs (after it read the waiting rows), and
+    finished before the next poll, is still reported: the high-water mark for new rows
+    is read before the active rows, not after."""
+    from rqjobs.follow import TaskFollower
+    from rqjobs.status import WAITING
+    from rqjobs.store.repository import TaskStore
+
+    created: list[int] = []
+
+    class InsertsAfterTheWaitingRead(TaskStore):
+        def find(self, *args: Any, **kwargs: Any) -> Any:
+            rows = super().find(*args, **kwargs)
+            if tuple(kwargs.get("statuses") or ()) == WAITING and not created:
+                task_id = _insert(self)  # real commits, between two of the poll's reads
+                self.mark_running(task_id, "h:1")
+                self.mark_finished(task_id, {})
+                created.append(task_id)
+            return rows
+
+    store = InsertsAfterTheWaitingRead(project.store().engine)
+    follower = TaskFollower(store)
+    assert follower.poll() == [] and created
+    assert [(c.record.id, c.record.status) for c in follower.poll()] == [(created[0], "finished")]
+
+
 # -- piped: one line per change ----------------------------------------------------------
 
 
@@ -188,15 +214,21 @@ def test_tail_everything_as_json_and_ctrl_c_exits_cleanly(project: Project) -> N
     tail = _start_tail(project, "--interval", "0.1", "--json")
     lines = Lines(tail)
     try:
-        time.sleep(1.0)  # let it take its first look at an empty table
+        # whether this lands before tail's first look or after it, it is reported queued
+        first = project.enqueue("add", "--a", "1", "--b", "1")
+        seen = json.loads(lines.next())
+        assert seen["id"] == first and seen["status"] == "queued" and seen["name"] == "add"
+        # tail has now looked at least once: this row can only reach it as a new row
         task_id = project.enqueue("add", "--a", "2", "--b", "3")
         seen = json.loads(lines.next())
         assert seen["id"] == task_id and seen["status"] == "queued" and seen["name"] == "add"
         project.work()
-        finished = json.loads(lines.next())
-        while finished["status"] != "finished":
-            finished = json.loads(lines.next())
-        assert finished["id"] == task_id and finished["result"] == {"result": 5}
+        finished: dict[int, Any] = {}
+        while len(finished) < 2:
+            change = json.loads(lines.next())
+            if change["status"] == "finished":
+                finished[change["id"]] = change["result"]
+        assert finished == {first: {"result": 2}, task_id: {"result": 5}}
         tail.send_signal(signal.SIGINT)
         tail.wait(30)
     finally:

@@ -1,5 +1,8 @@
 """``rqjobs enqueue TASK``: one subcommand per registered task, built from its signature.
 
+The command prints the new task's id alone on stdout (scripts capture it) and a note
+on stderr.
+
 The subcommands are built only when ``enqueue`` is invoked (the task modules must be
 imported for that), so ``rqjobs --help`` stays fast. Typer reads a command's
 parameters from ``inspect.signature`` and ``typing.get_type_hints``, so each generated
@@ -18,8 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from rqjobs._click import Command, Context, UsageError
-from rqjobs.exceptions import InvalidInput, InvalidTaskArguments, RqjobsError
+from rqjobs.cli._click import Command, Context, UsageError
+from rqjobs.cli.context import GROUP_SETTINGS, info, load_tasks, runtime_from
+from rqjobs.exceptions import InvalidTaskArguments, RqjobsError
 
 if TYPE_CHECKING:
     from rqjobs.tasks.commons import TaskSpec
@@ -255,8 +259,6 @@ class EnqueueGroup(TyperGroup):
     """A group whose subcommands are the registered tasks, loaded on first use."""
 
     def _specs(self, ctx: Context) -> dict[str, TaskSpec]:
-        from rqjobs.cli import load_tasks
-
         return load_tasks(ctx)
 
     def list_commands(self, ctx: Context) -> list[str]:
@@ -268,8 +270,6 @@ class EnqueueGroup(TyperGroup):
             raise
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
-        from rqjobs.cli import run_enqueue
-
         spec = self._specs(ctx).get(cmd_name)
         if spec is None:
             return None
@@ -283,4 +283,53 @@ class EnqueueGroup(TyperGroup):
             raise UsageError(f"{exc.format_message()} Registered tasks: {known}.", ctx) from None
 
 
-__all__ = ["EnqueueGroup", "InvalidInput", "build_command", "task_parameters"]
+enqueue_app = typer.Typer(
+    cls=EnqueueGroup,
+    help="Create a task row and enqueue its job; prints the new task id.",
+    epilog='Example: rqjobs enqueue count-words --description "demo" --text "to be or not to be"',
+    **GROUP_SETTINGS,
+)
+
+
+def run_enqueue(
+    ctx: Context,
+    spec: TaskSpec,
+    task_kwargs: dict[str, Any],
+    *,
+    description: str,
+    queue: str | None,
+    timeout: str | None,
+    retries: int | None,
+    retry_interval: int | list[int] | None,
+    at: str | None,
+    in_: str | None,
+) -> None:
+    """Called by every generated ``enqueue TASK`` command: prints the id alone on stdout."""
+    from rqjobs.api import enqueue_task
+    from rqjobs.timeparse import parse_duration_s, parse_time
+
+    when = parse_time(at) if at else None
+    delay_s = parse_duration_s(in_) if in_ else None
+    timeout_s = int(parse_duration_s(timeout)) if timeout else None
+    record = enqueue_task(
+        spec.name,
+        description=description,
+        queue=queue,
+        timeout_s=timeout_s,
+        retries=retries,
+        retry_interval_s=retry_interval,
+        at=when,
+        delay_s=delay_s,
+        runtime=runtime_from(ctx),
+        **task_kwargs,
+    )
+    typer.echo(record.id)
+    when_text = (
+        f", scheduled for {record.scheduled_for.isoformat(timespec='seconds')}"
+        if record.scheduled_for
+        else ""
+    )
+    info(f"[dim]task {record.id} ({record.name}) {record.status} on queue {record.queue}{when_text}[/dim]")
+
+
+__all__ = ["EnqueueGroup", "build_command", "enqueue_app", "run_enqueue", "task_parameters"]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 try:  # Typer >= 0.22 vendors click
     from typer._click.core import Command, Context  # type: ignore[import-not-found]
-    from typer._click.exceptions import UsageError  # type: ignore[import-not-found]
+    from typer._click.exceptions import ClickException, UsageError  # type: ignore[import-not-found]
+    from typer.exceptions import Abort, Exit  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - Typer versions that run on the click package
-    from click import Command, Context, UsageError  # type: ignore[assignment]
+    from click import Abort, ClickException, Command, Context, UsageError  # type: ignore[assignment]
+    from click.exceptions import Exit  # type: ignore[assignment]
 
-__all__ = ["Command", "Context", "UsageError"]
+__all__ = ["Abort", "ClickException", "Command", "Context", "Exit", "UsageError"]

@@ -1,0 +1,115 @@
+"""``rqjobs status``, ``show`` and ``tasks``: read rows and the task registry, render them.
+
+``status`` and ``show`` import the store (SQLAlchemy) but neither rq nor redis: the rows
+are the whole truth these commands show.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from rqjobs.cli.context import (
+    MAX_ID,
+    JsonOption,
+    TaskNameOption,
+    echo_json,
+    load_tasks,
+    runtime_from,
+    stdout,
+)
+
+
+def status(
+    ctx: typer.Context,
+    failed: Annotated[bool, typer.Option("--failed", help="Failed tasks.")] = False,
+    running: Annotated[bool, typer.Option("--running", help="Running tasks.")] = False,
+    queued: Annotated[bool, typer.Option("--queued", help="Queued tasks.")] = False,
+    scheduled: Annotated[bool, typer.Option("--scheduled", help="Scheduled tasks.")] = False,
+    finished: Annotated[bool, typer.Option("--finished", help="Finished tasks.")] = False,
+    canceled: Annotated[bool, typer.Option("--canceled", help="Canceled tasks.")] = False,
+    name: TaskNameOption = None,
+    since: Annotated[Optional[str], typer.Option(help="Created since: 1h, 30m, 2d or an ISO time.")] = None,
+    limit: Annotated[
+        Optional[int], typer.Option(min=1, max=MAX_ID, help="How many rows (default from config: 20).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List tasks, newest first; status flags combine.
+
+    Example: rqjobs status --failed --name send-mail --since 1h
+    """
+    from rqjobs.timeparse import parse_since
+
+    flags = {
+        "failed": failed,
+        "running": running,
+        "queued": queued,
+        "scheduled": scheduled,
+        "finished": finished,
+        "canceled": canceled,
+    }
+    statuses = [s for s, on in flags.items() if on]
+    since_dt = parse_since(since) if since else None
+    runtime = runtime_from(ctx)
+    store = runtime.store
+    rows = store.find(
+        statuses=statuses, names=name or (), since=since_dt, limit=limit or runtime.settings.status_limit
+    )
+    if as_json:
+        echo_json([r.to_dict() for r in rows], ensure_ascii=False)
+        return
+    from rqjobs.cli.render.tables import status_table
+
+    counts = store.counts_by_status(names=name or (), since=since_dt)
+    stdout().print(status_table(rows, counts))
+
+
+def show(
+    ctx: typer.Context,
+    task_id: Annotated[int, typer.Argument(metavar="ID", min=1, max=MAX_ID, help="Task id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Everything about one task: arguments, timings, attempts, result and log.
+
+    Example: rqjobs show 42
+    """
+    from rqjobs.exceptions import TaskNotFound
+
+    record = runtime_from(ctx).store.get(task_id)
+    if record is None:
+        raise TaskNotFound(f"no task {task_id}")
+    if as_json:
+        echo_json(record.to_dict(), ensure_ascii=False)
+        return
+    from rqjobs.cli.render.tables import task_detail
+
+    stdout().print(task_detail(record))
+
+
+def tasks(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """The registered tasks and their parameters.
+
+    Example: rqjobs tasks
+    """
+    from rqjobs.cli.enqueue import task_parameters
+
+    data = [
+        {
+            "name": spec.name,
+            "summary": spec.summary,
+            "path": spec.path,
+            "parameters": [
+                {k: (v if k != "cli_type" else v is not None) for k, v in p.items()}
+                for p in task_parameters(spec)
+            ],
+        }
+        for spec in load_tasks(ctx).values()
+    ]
+    if as_json:
+        echo_json(data, default=str)
+        return
+    from rqjobs.cli.render.tables import tasks_table
+
+    stdout().print(tasks_table(data))

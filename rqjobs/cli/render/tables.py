@@ -1,0 +1,190 @@
+"""Rich renderables for ``status``, ``show``, ``tasks`` and the outcomes of ``retry``/``cancel``.
+
+Pure functions of rows: no I/O, no printing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from rqjobs.status import TaskStatus
+from rqjobs.store.repository import TaskRecord
+from rqjobs.timeparse import format_duration
+
+STATUS_STYLES = {
+    TaskStatus.QUEUED.value: "cyan",
+    TaskStatus.SCHEDULED.value: "blue",
+    TaskStatus.RUNNING.value: "yellow",
+    TaskStatus.FINISHED.value: "green",
+    TaskStatus.FAILED.value: "bold red",
+    TaskStatus.CANCELED.value: "magenta",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def age(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "-"
+    now = now or datetime.now(timezone.utc)
+    seconds = (now - when).total_seconds()
+    if seconds < 0:
+        return "in " + format_duration(-seconds)
+    return format_duration(seconds) + " ago"
+
+
+def _status_cell(row: TaskRecord) -> Text:
+    text = status_text(row.status)
+    if row.status == TaskStatus.RUNNING.value:
+        text.append(f" {row.progress}%")
+    return text
+
+
+def _build_status_table(rows: Sequence[TaskRecord], desc_width: int | None) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False, expand=False)
+    table.add_column("ID", justify="right", no_wrap=True)
+    table.add_column("TASK", no_wrap=True, max_width=16, overflow="ellipsis")
+    table.add_column("DESCRIPTION", no_wrap=True, overflow="ellipsis", max_width=desc_width)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("TRY", justify="right", no_wrap=True)
+    table.add_column("CREATED", no_wrap=True)
+    table.add_column("TOOK", justify="right", no_wrap=True)
+    now = datetime.now(timezone.utc)
+    for row in rows:
+        style = "red" if row.status == TaskStatus.FAILED.value else None
+        table.add_row(
+            str(row.id),
+            row.name,
+            row.description,
+            _status_cell(row),
+            str(row.attempts),
+            age(row.created_at, now),
+            format_duration(row.duration_s),
+            style=style,
+        )
+    return table
+
+
+class StatusTable:
+    """The ``rqjobs status`` table, newest first; failed rows stand out.
+
+    It fits the console's width (80 columns included): only the description column
+    gives way, eliding its end, so ids, statuses and times are always shown whole.
+    """
+
+    def __init__(self, rows: Sequence[TaskRecord], counts: Mapping[str, int]) -> None:
+        self.rows = rows
+        self.counts = counts
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = _build_status_table(self.rows, None)
+        needed = Measurement.get(console, options.update_width(10_000), table).maximum
+        if needed > options.max_width:
+            natural = max((cell_len(r.description) for r in self.rows), default=11)
+            width = max(8, natural - (needed - options.max_width))
+            table = _build_status_table(self.rows, width)
+        yield table
+        # the footer is not a caption: a caption wraps at the table's width, this at the console's
+        footer = ", ".join(f"{n} {status}" for status, n in self.counts.items() if n) or "no tasks"
+        yield Text(f"{len(self.rows)} shown · {footer}")
+
+
+def status_table(rows: Sequence[TaskRecord], counts: Mapping[str, int]) -> StatusTable:
+    """Newest first; fits the terminal (descriptions elide); failed rows stand out."""
+    return StatusTable(rows, counts)
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().isoformat(timespec="seconds") if value else "-"
+
+
+def _gap(start: datetime | None, end: datetime | None, what: str) -> str:
+    if start is None or end is None or end < start:
+        return ""
+    return f"  ({what} {format_duration((end - start).total_seconds())})"
+
+
+def task_detail(row: TaskRecord) -> Group:
+    """Every field of the row, the result as pretty JSON and the log as text."""
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold", no_wrap=True)
+    info.add_column()
+    info.add_row("id", str(row.id))
+    info.add_row("task", row.name)
+    info.add_row("description", row.description)
+    info.add_row("status", status_text(row.status))
+    info.add_row(
+        "progress", f"{row.progress}%" + (f"  {row.progress_message}" if row.progress_message else "")
+    )
+    info.add_row("queue", row.queue)
+    info.add_row("args", json.dumps(row.args, ensure_ascii=False))
+    info.add_row("kwargs", json.dumps(row.kwargs, ensure_ascii=False))
+    retry = f"{row.max_retries} retries" + (
+        f", intervals {row.retry_intervals} s" if row.retry_intervals else ""
+    )
+    info.add_row("attempts", f"{row.attempts} ({retry})")
+    info.add_row("timeout", f"{row.timeout_s} s")
+    info.add_row("created", _when(row.created_at))
+    info.add_row("enqueued", _when(row.enqueued_at))
+    if row.scheduled_for:
+        info.add_row("scheduled for", _when(row.scheduled_for))
+    info.add_row("started", _when(row.started_at) + _gap(row.enqueued_at, row.started_at, "waited"))
+    info.add_row("finished", _when(row.finished_at))
+    info.add_row("duration", format_duration(row.duration_s))
+    info.add_row("worker", row.worker or "-")
+    parts: list[Any] = [info]
+    if row.result is not None:
+        from rich.syntax import Syntax  # pygments: ~70 ms of imports that only `show` needs
+
+        parts.append(
+            Panel(
+                Syntax(json.dumps(row.result, indent=2, ensure_ascii=False), "json", word_wrap=True),
+                title="result",
+            )
+        )
+    if row.log:
+        parts.append(Panel(Text(row.log.rstrip()), title="log", border_style="red"))
+    return Group(*parts)
+
+
+def tasks_table(tasks: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("TASK", no_wrap=True)
+    table.add_column("PARAMETERS")
+    table.add_column("WHAT IT DOES")
+    for task in tasks:
+        params = []
+        for p in task["parameters"]:
+            text = f"{p['option']} {p['type']}"
+            if p["required"]:
+                text += " (required)"
+            elif p["default"] is not None:
+                text += f" = {p['default']!r}"
+            if not p["cli_type"]:
+                text += " [via --kwargs]"
+            params.append(text)
+        table.add_row(task["name"], "\n".join(params) or "-", task["summary"])
+    return table
+
+
+# -- retry / cancel -----------------------------------------------------------------------
+
+
+def outcome_line(task_id: int, ok: bool, action: str, detail: str) -> Text:
+    text = Text(f"#{task_id} ", style="bold")
+    text.append(action, style="green" if ok else "bold red")
+    if detail:
+        text.append(f": {detail}")
+    return text

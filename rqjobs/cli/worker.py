@@ -1,0 +1,55 @@
+"""``rqjobs worker``: one RQ worker in this process, or a pool of them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from rqjobs.cli.context import runtime_from
+
+
+def worker(
+    ctx: typer.Context,
+    queues: Annotated[Optional[list[str]], typer.Argument(help="Queues to work, in priority order.")] = None,
+    burst: Annotated[
+        bool,
+        typer.Option(
+            "--burst",
+            "-b",
+            help="Exit once nothing is due (it waits for the retries of the jobs it ran; "
+            "jobs scheduled for later stay scheduled).",
+        ),
+    ] = False,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler", help="Run RQ's scheduler (retries with intervals need it)."
+        ),
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Worker processes on this host (RQ's worker pool).")
+    ] = 1,
+) -> None:
+    """Run a worker with the scheduler on. Stop with Ctrl-C or SIGTERM (a second one stops at once).
+
+    Example: rqjobs worker default emails --burst
+    """
+    logging_level = "WARNING" if quiet else "INFO"
+    runtime = runtime_from(ctx)
+    if workers > 1:
+        from rqjobs.worker.pool import run_worker_pool
+
+        run_worker_pool(
+            runtime,
+            queues or [runtime.settings.default_queue],
+            num_workers=workers,
+            burst=burst,
+            with_scheduler=scheduler,
+            logging_level=logging_level,
+        )
+        return
+    from rqjobs.worker.rq_worker import run_worker
+
+    run_worker(runtime, queues or (), burst=burst, with_scheduler=scheduler, logging_level=logging_level)
