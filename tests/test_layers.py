@@ -22,15 +22,25 @@ LAYERS: list[list[str]] = [
         "rqjobs.hostpid",
         "rqjobs.status",
         "rqjobs.timeparse",
+        # the dashboard's search language: parsing only, the store runs it
+        "rqjobs.search",
     ],
     ["rqjobs.config"],
     # the registry is a plain lookup table the broker's job class reads; the decorator fills it
     ["rqjobs.store", "rqjobs.migrations", "rqjobs.broker", "rqjobs.tasks.registry"],
     ["rqjobs.runtime"],
     ["rqjobs.tasks"],
-    ["rqjobs.api", "rqjobs.stats", "rqjobs.follow", "rqjobs.worker.process", "rqjobs.worker.liveness"],
+    [
+        "rqjobs.api",
+        "rqjobs.stats",
+        "rqjobs.follow",
+        "rqjobs.worker.process",
+        "rqjobs.worker.liveness",
+        "rqjobs.worker.listing",
+    ],
     ["rqjobs.reconcile"],
     ["rqjobs.worker"],
+    ["rqjobs.web"],
     ["rqjobs.cli", "rqjobs.__main__", "rqjobs"],
 ]
 
