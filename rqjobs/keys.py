@@ -60,5 +60,10 @@ def rq_scheduler_lock_key(queue_name: str) -> str:
     return f"rq:scheduler-lock:{queue_name}"
 
 
+def rq_worker_key(worker_name: str) -> str:
+    """A worker's hash (state, queues, current job, birth, heartbeat, job counts)."""
+    return f"rq:worker:{worker_name}"
+
+
 def rq_scheduler_key(owner: str) -> str:
     return f"rq:scheduler:{owner}"

@@ -24,6 +24,8 @@ LAYERS: list[list[str]] = [
         "rqjobs.timeparse",
         "rqjobs.private",
         "rqjobs.redact",
+        # the dashboard's search language: parsing only, the store runs it
+        "rqjobs.search",
     ],
     # a schedule's spec is part of the config (validated when the file is read)
     ["rqjobs.config", "rqjobs.schedules.spec"],
@@ -39,10 +41,12 @@ LAYERS: list[list[str]] = [
         "rqjobs.follow",
         "rqjobs.worker.process",
         "rqjobs.worker.liveness",
+        "rqjobs.worker.listing",
     ],
     # the schedule ticker and operator actions enqueue through the api; the worker runs the ticker
     ["rqjobs.reconcile", "rqjobs.schedules"],
     ["rqjobs.worker"],
+    ["rqjobs.web"],
     ["rqjobs.cli", "rqjobs.__main__", "rqjobs"],
 ]
 

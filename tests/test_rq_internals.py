@@ -11,12 +11,14 @@ import inspect
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import redis
 from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job
 from rq.queue import Queue
 from rq.scheduler import RQScheduler
+from rq.worker import Worker
 
 from rqjobs import keys
 from rqjobs.broker import rq_internals
@@ -58,6 +60,27 @@ def test_key_spellings_match_rq() -> None:
     from rq.scheduler import SCHEDULER_KEY_TEMPLATE
 
     assert keys.rq_scheduler_key("owner") == SCHEDULER_KEY_TEMPLATE % "owner"
+    assert keys.rq_worker_key("w1") == Worker.redis_worker_namespace_prefix + "w1"
+
+
+def test_the_worker_hash_fields_read_exist(redis_server: Any) -> None:
+    """A registered RQ worker writes every field the workers page reads."""
+    connection = redis_server.client()
+    connection.flushall()
+    worker = Worker(["default"], connection=connection, name="rqjobs-fields-check")
+    worker.register_birth()
+    worker.set_state("idle")
+    worker.set_current_job_id("42")
+    worker.heartbeat()
+    worker.increment_successful_job_count()
+    worker.increment_failed_job_count()
+    try:
+        info = rq_internals.worker_hashes(connection, ["rqjobs-fields-check", "nobody"])
+        assert info["nobody"] == {}
+        assert all(info["rqjobs-fields-check"][f] is not None for f in rq_internals.WORKER_FIELDS), info
+    finally:
+        worker.register_death()
+        connection.flushall()
 
 
 def test_the_job_hash_fields_read_exist() -> None:

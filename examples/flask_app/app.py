@@ -20,7 +20,9 @@ Routes:
 * ``POST /tasks/welcome``: fields ``email`` and ``name``: the built-in ``send-mail``
   with its ``email/welcome`` template (into ./.rqjobs/outbox unless ``[mail]`` says SMTP);
 * ``GET /tasks/<id>``: the task's page, refreshing itself until the task is done;
-* ``GET /api/tasks/<id>``: the same as JSON.
+* ``GET /api/tasks/<id>``: the same as JSON;
+* ``/rqjobs/``: the rqjobs web dashboard (``rqjobs.web.blueprint()``), mounted as a
+  blueprint: every task, search, live progress, workers, retry and cancel.
 
 A form post answers with a redirect to the task's page; a JSON post with ``202
 Accepted``, the task as JSON and its URL in ``Location``. Input the task refuses is a
@@ -64,6 +66,7 @@ INDEX = """
      <label>Name <input name="name"></label> <button>Send a welcome mail</button></p>
 </form>
 <h2>Latest tasks</h2>
+<p><a href="{{ url_for('rqjobs_web.overview') }}">Open the rqjobs dashboard</a></p>
 <ul>{% for t in tasks %}
   <li><a href="{{ url_for('task_page', task_id=t.id) }}">#{{ t.id }} {{ t.name }}</a>:
       {{ t.description }} ({{ t.status }})</li>
@@ -117,6 +120,11 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> Flask:
         rqjobs.configure(config_path)
 
     app = Flask(__name__)
+    # the whole dashboard under /rqjobs/ (set RQJOBS_WEB_TOKEN to require a token there);
+    # with no runtime given it shows the rows of the settings rqjobs found, as the API does
+    from rqjobs.web import blueprint
+
+    app.register_blueprint(blueprint(), url_prefix="/rqjobs")
 
     def launch(task: str, description: str, **arguments: Any) -> Any:
         record = rqjobs.enqueue_task(task, description=description, **arguments)

@@ -13,7 +13,10 @@ RQ 2.x keeps private:
   ``rq:executions:<id>``, ``rq:queues``, ``rq:scheduler-lock:<queue>``,
   ``rq:scheduler:<name>``; spelled in :mod:`rqjobs.keys`) and the hash fields
   ``status``, ``worker_name``, ``origin``, ``started_at``;
-* ``rq.scripts.release_lock`` for a scheduler lock.
+* ``rq.scripts.release_lock`` for a scheduler lock;
+* a worker's hash ``rq:worker:<name>`` and its fields ``state``, ``queues``,
+  ``current_job``, ``birth``, ``last_heartbeat``, ``successful_job_count`` and
+  ``failed_job_count`` (the web dashboard's workers page).
 
 ``tests/test_rq_internals.py`` checks every one of these on the installed RQ, and that
 pyproject's RQ range is still the one named above: widen it only after checking them.
@@ -35,6 +38,7 @@ from rqjobs.keys import (
     rq_job_key,
     rq_scheduler_key,
     rq_scheduler_lock_key,
+    rq_worker_key,
 )
 from rqjobs.status import FINAL, TaskStatus
 
@@ -103,6 +107,29 @@ def job_infos(redis: Redis, job_ids: list[str]) -> dict[str, JobInfo]:
     return {
         job_id: JobInfo(job_id, text(status), text(worker_name), text(origin))
         for job_id, (status, worker_name, origin) in replies
+    }
+
+
+#: the fields of RQ's worker hash that :func:`worker_hashes` returns
+WORKER_FIELDS = (
+    "state",
+    "queues",
+    "current_job",
+    "birth",
+    "last_heartbeat",
+    "successful_job_count",
+    "failed_job_count",
+)
+
+
+def worker_hashes(redis: Redis, worker_names: list[str]) -> dict[str, dict[str, str | None]]:
+    """What RQ's hash says of each named worker, in one round trip ({} for a worker with none)."""
+    replies = pipelined(
+        redis, worker_names, lambda pipe, name: pipe.hmget(rq_worker_key(name), *WORKER_FIELDS)
+    )
+    return {
+        name: (dict(zip(WORKER_FIELDS, map(text, reply), strict=True)) if any(reply) else {})
+        for name, reply in replies
     }
 
 

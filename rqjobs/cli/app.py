@@ -22,6 +22,7 @@ from rqjobs.cli.redis import redis_app
 from rqjobs.cli.schedule import schedule_app
 from rqjobs.cli.stats import stats
 from rqjobs.cli.tail import tail
+from rqjobs.cli.web import web
 from rqjobs.cli.worker import worker
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.add_typer(redis_app, name="redis")
 app.add_typer(db_app, name="db")
 app.add_typer(schedule_app, name="schedule")
 app.command()(reconcile)
+app.command()(web)
 
 
 def _version_callback(value: bool) -> None:

@@ -112,6 +112,9 @@ tasks_table = Table(
     Index("ix_tasks_created", "created_at"),
     # `prune` (final rows finished before a cutoff) and `stats` (completions over time)
     Index("ix_tasks_status_finished", "status", "finished_at"),
+    # the web dashboard's search, newest first a page at a time (migration 0004)
+    Index("ix_tasks_name_id", "name", "id"),
+    Index("ix_tasks_queue_id", "queue", "id"),
     # SQLite reuses the largest rowid after a delete unless AUTOINCREMENT is on;
     # the id is also the RQ job id, so it must never come back
     sqlite_autoincrement=True,

@@ -40,6 +40,7 @@ from rqjobs.store.aggregates import AggregateReads
 from rqjobs.store.models import Task, utcnow
 from rqjobs.store.records import TaskRecord, attempt_log_entry, record_of, row_values
 from rqjobs.store.retry import is_transient, run_with_retry, short_reason, values_landed
+from rqjobs.store.search import SearchReads
 
 log = logging.getLogger("rqjobs.store")
 T = TypeVar("T")
@@ -90,7 +91,7 @@ def clip_progress_message(message: str | None) -> str | None:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class TaskStore(AggregateReads):
+class TaskStore(AggregateReads, SearchReads):
     """Row operations on one database. Cheap to construct; the engine is shared."""
 
     def __init__(self, engine: Engine, *, retry_s: float = defaults.DB_RETRY_S) -> None:
