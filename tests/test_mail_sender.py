@@ -391,7 +391,7 @@ def test_validate_accepts_good_input(tmp_path: Path, make_settings: MakeSettings
         ({"var": ["=Ann"]}, "key=value"),
         ({"var": ["first name=Ann"]}, "key=value"),
         ({"var": ["name=A", "name=B"]}, "more than once"),
-        ({"attach": ["/nonexistent/file.pdf"]}, "attachment not found"),
+        ({"attach": ["/nonexistent/file.pdf"]}, "outside the folders send-mail may attach from"),
     ],
 )
 def test_validate_refuses(make_settings: MakeSettings, changes: dict[str, object], match: str) -> None:

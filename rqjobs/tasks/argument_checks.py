@@ -105,6 +105,14 @@ def _matches(value: Any, hint: Any) -> bool | None:
     return None
 
 
+def _shown(value: Any) -> str:
+    """The value as the caller wrote it, short; a value JSON cannot hold shows as its repr."""
+    try:
+        return json.dumps(value)[:80]
+    except (TypeError, ValueError):
+        return repr(value)[:80]
+
+
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
@@ -123,5 +131,5 @@ def check_types(spec: TaskSpec, bound: Mapping[str, Any]) -> None:
                 hint, getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
             )
             raise InvalidTaskArguments(
-                f"{spec.name}: {name} (--{name.replace('_', '-')}) must be {wanted}, got {json.dumps(value)[:80]}"
+                f"{spec.name}: {name} (--{name.replace('_', '-')}) must be {wanted}, got {_shown(value)}"
             )
