@@ -23,10 +23,18 @@ FOREIGN_JOB_KEY_PREFIX = "rqjobs:task-job:"
 #: epoch seconds since which some schedule ticker has run without a break (short-lived,
 #: refreshed by every ticker; see rqjobs.schedules.ticker)
 SCHEDULES_ALIVE_SINCE_KEY = "rqjobs:schedules:alive-since"
+#: ``rqjobs:worker-state:<host>:<pid>`` -> why a live worker takes no jobs now (e.g.
+#: ``store failing``); set with the liveness key's expiry, deleted when the cause clears.
+#: `rqjobs workers` and the dashboard show it next to RQ's own state
+WORKER_STATE_KEY_PREFIX = "rqjobs:worker-state:"
 
 
 def liveness_key(label: str) -> str:
     return LIVENESS_KEY_PREFIX + label
+
+
+def worker_state_key(label: str) -> str:
+    return WORKER_STATE_KEY_PREFIX + label
 
 
 def suspect_key(job_id: str) -> str:
