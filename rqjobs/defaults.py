@@ -63,5 +63,7 @@ QUEUE_MAX_CHARS = 200
 PROGRESS_MESSAGE_MAX_CHARS = 1000
 WORKER_MAX_CHARS = 200
 SCHEDULE_MAX_CHARS = 200
+#: a unique task's key (`--unique-key`, `unique_key=`; migration 0005)
+UNIQUE_KEY_MAX_CHARS = 200
 #: JSON integers beyond 64 bits are refused: not every database's JSON type holds them
 JSON_INT_MAX = 2**63 - 1

@@ -13,6 +13,8 @@ class TaskStatus(str, Enum):
 
     QUEUED = "queued"
     SCHEDULED = "scheduled"
+    #: waiting for its parents (`--after`): no job in Redis until every parent finished
+    DEFERRED = "deferred"
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"

@@ -242,10 +242,19 @@ def test_list_filters_counts_since_and_limit(store: TaskStore) -> None:
     }
 
     counts = store.counts_by_status()
-    assert counts == {"queued": 4, "scheduled": 0, "running": 3, "finished": 3, "failed": 3, "canceled": 0}
+    assert counts == {
+        "queued": 4,
+        "scheduled": 0,
+        "deferred": 0,
+        "running": 3,
+        "finished": 3,
+        "failed": 3,
+        "canceled": 0,
+    }
     assert store.counts_by_status(names=["add"], since=since) == {
         "queued": 3,
         "scheduled": 0,
+        "deferred": 0,
         "running": 0,
         "finished": 3,
         "failed": 0,

@@ -100,6 +100,12 @@ tasks_table = Table(
     # outside the ticks, `rqjobs schedule run`); migration 0003
     Column("schedule", String(defaults.SCHEDULE_MAX_CHARS)),
     Column("schedule_tick", UTCDateTime),
+    # unique tasks (migration 0005): the key the row was enqueued under, and the same key
+    # while the row is waiting, deferred or running (NULL once final). The unique index on
+    # `unique_active` is what makes two racing enqueues of one key make one row, on every
+    # database (MariaDB has no partial indexes, hence a second column)
+    Column("unique_key", String(defaults.UNIQUE_KEY_MAX_CHARS)),
+    Column("unique_active", String(defaults.UNIQUE_KEY_MAX_CHARS)),
     # at most one row per (schedule, tick), whichever workers race for it: a unique index
     # (SQLite adds one without rebuilding the table, unlike a constraint); NULLs are
     # distinct on every supported database, so other rows are unaffected. Also serves
@@ -115,6 +121,7 @@ tasks_table = Table(
     # the web dashboard's search, newest first a page at a time (migration 0004)
     Index("ix_tasks_name_id", "name", "id"),
     Index("ix_tasks_queue_id", "queue", "id"),
+    Index("uq_tasks_unique_active", "unique_active", unique=True),
     # SQLite reuses the largest rowid after a delete unless AUTOINCREMENT is on;
     # the id is also the RQ job id, so it must never come back
     sqlite_autoincrement=True,
@@ -142,10 +149,38 @@ schedules_table = Table(
 )
 
 
+#: dependencies (migration 0005): the child row stays `deferred` until every parent has
+#: finished; indexed by parent, the lookup made when a parent ends
+task_dependencies_table = Table(
+    "task_dependencies",
+    metadata,
+    Column("task_id", Integer, primary_key=True, autoincrement=False),
+    Column("parent_id", Integer, primary_key=True, autoincrement=False),
+    Index("ix_task_dependencies_parent", "parent_id"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+#: queues workers take no jobs from (migration 0005); in SQL, so a pause survives a Redis
+#: restart
+paused_queues_table = Table(
+    "paused_queues",
+    metadata,
+    Column("queue", String(defaults.QUEUE_MAX_CHARS), primary_key=True),
+    Column("paused_at", UTCDateTime, nullable=False),
+    Column("paused_by", String(200)),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_bin",
+)
+
+
 class Task:
     """The tasks table under the name the rest of the code uses: ``Task.__table__``."""
 
     __table__ = tasks_table
 
 
-TASK_COLUMNS: tuple[str, ...] = tuple(c.name for c in tasks_table.columns)
+#: columns only the store itself reads or writes: not part of a TaskRecord
+INTERNAL_COLUMNS: frozenset[str] = frozenset({"unique_active"})
+#: the columns a TaskRecord carries (and `--json` prints)
+TASK_COLUMNS: tuple[str, ...] = tuple(c.name for c in tasks_table.columns if c.name not in INTERNAL_COLUMNS)
