@@ -370,3 +370,27 @@ def test_an_update_that_changes_no_value_still_counts_as_done(store: TaskStore) 
         result = conn.execute(text("UPDATE tasks SET progress = progress WHERE id = :id"), {"id": task.id})
         assert result.rowcount == 1
     assert store.set_progress(task.id, 0, None)  # equal to what the row holds
+
+
+# -- paused queues (issue 14) ---------------------------------------------------------------
+
+
+def test_paused_queues_survive_in_sql_and_report_what_changed(store: TaskStore) -> None:
+    from rqjobs.store.queues import QueueStore
+
+    queues = QueueStore(store.engine)
+    assert queues.paused() == []
+    assert queues.pause(["mail", "default", "mail"], by="me:1") == ["mail", "default"]
+    assert queues.pause(["mail", "images"], by="me:2") == ["images"]
+    paused = queues.paused()
+    assert [(p.queue, p.paused_by) for p in paused] == [
+        ("default", "me:1"),
+        ("images", "me:2"),
+        ("mail", "me:1"),
+    ]
+    assert all(p.paused_at.tzinfo is not None for p in paused)
+    # a second store on the same database (another process) sees the same state
+    assert [p.queue for p in QueueStore(store.engine).paused()] == ["default", "images", "mail"]
+    assert queues.resume(["mail", "nope"]) == ["mail"]
+    assert queues.resume(None) == ["default", "images"]
+    assert queues.paused() == []
