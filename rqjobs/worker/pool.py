@@ -62,7 +62,6 @@ def run_worker_pool(
     from rqjobs.broker.job import RqjobsJob
     from rqjobs.tasks import commons
     from rqjobs.worker.rq_worker import RqjobsWorker
-
     from rqjobs.worker.supervisor import log_to_stderr
 
     log_to_stderr(logging_level)  # the pool's own log too (RQ would give it a stdout handler)
