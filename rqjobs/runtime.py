@@ -78,6 +78,9 @@ class Runtime:
         _runtimes.pop(id(self.settings), None)
         self.settings = settings
         self._queues.clear()  # a queue carries default_timeout_s
+        store = self.__dict__.get("store")  # the cached TaskStore, if built: same engine, new retry budget
+        if store is not None:
+            store.retry_s = settings.db_retry_s
         _runtimes[id(settings)] = self
         set_current_settings(settings)
 
