@@ -356,6 +356,19 @@ def test_show_piped_is_plain_text_with_whole_tracebacks_and_progress_only_when_i
     assert re.search(r"^progress\s+40%$", piped(running), re.M)
     out = piped(steps)
     assert re.search(r"^progress\s+100%  step 2 of 2$", out, re.M), out
+    # on a terminal (rich boxes), the same rule: no progress line for the failed row
+    import io
+
+    from rich.console import Console
+
+    from rqjobs.cli.render.tables import task_detail
+
+    for task_id, shown in ((failing, False), (steps, True)):
+        console = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
+        console.print(task_detail(project.row(task_id)))
+        rendered = console.file.getvalue()  # type: ignore[attr-defined]
+        assert ("progress" in rendered) is shown, rendered
+        assert "│" in rendered  # boxes: the terminal rendering
     assert re.search(r"^result:$", out, re.M) and '"steps": 2' in out
     assert re.search(r"^description\s+ok$", out, re.M)
 

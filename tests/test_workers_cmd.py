@@ -40,6 +40,13 @@ def test_no_live_workers_is_said_on_stderr_and_exits_0(project: Project) -> None
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr.strip() == "no live workers"
     assert _workers_json(project) == []
+    # no Redis, no answer: one line saying so, exit 1
+    project.env["RQJOBS_REDIS_URL"] = f"unix://{project.root / 'no-redis.sock'}"
+    result = project.rqjobs("workers")
+    assert result.returncode == 1 and result.stdout == ""
+    assert (
+        result.stderr.startswith("Error: Redis is unreachable (unix://") and "Traceback" not in result.stderr
+    )
 
 
 def test_workers_lists_a_busy_and_an_idle_worker_with_task_and_note(

@@ -67,7 +67,16 @@ def workers(ctx: typer.Context, as_json: JsonOption = False) -> None:
     from rqjobs.worker.listing import live_workers
 
     runtime = runtime_from(ctx)
-    found = live_workers(runtime.redis, runtime.store)
+    try:
+        found = live_workers(runtime.redis, runtime.store)
+    except Exception as exc:
+        from rqjobs.broker.connection import describe, is_broker_error
+        from rqjobs.exceptions import BrokerUnavailable
+
+        if not is_broker_error(exc):
+            raise
+        # the liveness keys live in Redis: without it there is no answer, and no traceback either
+        raise BrokerUnavailable(f"Redis is unreachable ({describe(runtime.settings)}): {exc}") from None
     if as_json:
         echo_json([w.to_dict() for w in found], ensure_ascii=False)
         return
