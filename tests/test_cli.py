@@ -298,6 +298,22 @@ def test_status_fits_80_columns_eliding_long_descriptions(project: Project) -> N
     assert "…" in row_line  # the description elides ...
     for whole in ("create-image-set", "failed", "ago"):  # ... and nothing else does
         assert whole in row_line
+    # with a long error too: the error and the description give way, never the status or task
+    error = "rq.exceptions.DeserializationError: " + "the job could not be read " * 3
+    with_error = seed(
+        project, "failed", name="create-image-set", description=long_text,
+        log=f"--- attempt 1 failed at 2026-01-01T00:00:00 ---\n{error}\n", started_at=ago(seconds=3),
+        finished_at=ago(seconds=1),
+    )  # fmt: skip
+    result = cli(project, "status", env={"COLUMNS": "80"})
+    lines = result.stdout.splitlines()
+    for line in lines:
+        assert len(line.rstrip()) <= 80, line
+    assert lines[0].split()[3:] == ["STATUS", "TRY", "CREATED", "TOOK", "ERROR"]
+    row_line = next(line for line in lines if line.lstrip().startswith(str(with_error)))
+    for whole in ("create-image-set", " failed ", "ago", "rq.exceptions"):
+        assert whole in row_line, row_line
+    assert row_line.rstrip().endswith("…")  # the error's end
 
 
 def test_show_prints_every_field_timings_result_and_log(project: Project) -> None:

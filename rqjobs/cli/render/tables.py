@@ -101,18 +101,26 @@ class StatusTable:
         self.statuses = list(statuses)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        def width_of(table: Table) -> int:
+            return Measurement.get(console, options.update_width(10_000), table).maximum
+
         table = _build_status_table(self.rows, None)
-        needed = Measurement.get(console, options.update_width(10_000), table).maximum
+        needed = width_of(table)
         if needed > options.max_width:
-            # the error gives way first (down to 24 columns), then the description
+            # the error gives way first (down to 24 columns), then the description (to 8),
+            # then the error again (to 12): the other columns are never cut
             natural_error = max((cell_len(visible(r.error or "")) for r in self.rows), default=0)
             error_width = max(24, natural_error - (needed - options.max_width)) if natural_error else None
             table = _build_status_table(self.rows, None, error_width)
-            needed = Measurement.get(console, options.update_width(10_000), table).maximum
+            needed = width_of(table)
             if needed > options.max_width:
                 natural = max((cell_len(visible(r.description)) for r in self.rows), default=11)
                 width = max(8, natural - (needed - options.max_width))
                 table = _build_status_table(self.rows, width, error_width)
+                needed = width_of(table)
+                if needed > options.max_width and error_width is not None:
+                    error_width = max(12, error_width - (needed - options.max_width))
+                    table = _build_status_table(self.rows, width, error_width)
         yield table
         yield Text(self.footer())
 
