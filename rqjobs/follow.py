@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from rqjobs.exceptions import TaskNotFound
@@ -46,6 +47,30 @@ class TaskChange:
     record: TaskRecord
     #: the row as the previous poll saw it; None the first time
     previous: TaskRecord | None
+    #: when the poll that saw the change read the row (UTC)
+    seen_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def at(self) -> datetime:
+        """When the change happened, as the row records it, not when a poll noticed it.
+
+        A final row: ``finished_at``; a run that starts: ``started_at``; a waiting row:
+        ``enqueued_at`` (moved by every retry), else ``created_at``. A progress report on
+        a running row leaves no time in the row, so it is the one change stamped with
+        :attr:`seen_at` (within one poll interval of the report).
+        """
+        row, before = self.record, self.previous
+        if row.status in FINAL:
+            return row.finished_at or row.enqueued_at or row.created_at
+        if row.status == TaskStatus.RUNNING.value:
+            if before is None:  # first seen while running: did it report progress yet?
+                progress_only = bool(row.progress or row.progress_message)
+            else:
+                progress_only = before.status == TaskStatus.RUNNING.value and before.attempts == row.attempts
+            if progress_only or row.started_at is None:
+                return self.seen_at
+            return row.started_at
+        return row.enqueued_at or row.created_at
 
     @property
     def ended(self) -> bool:
@@ -104,13 +129,14 @@ class TaskFollower:
 
     def poll(self) -> list[TaskChange]:
         """Read what changed since the last poll; the first poll reports the current state."""
+        seen_at = datetime.now(timezone.utc)
         rows = self._read_ids() if self.task_ids else self._read_all()
         self.polls += 1
         changes = []
         for record in sorted(rows, key=lambda r: r.id):
             previous = self._seen.get(record.id)
             if previous is None or _key(previous) != _key(record):
-                changes.append(TaskChange(record, previous))
+                changes.append(TaskChange(record, previous, seen_at))
             self._seen[record.id] = record
         if not self.task_ids:
             # forget rows that ended before this poll: following everything must not grow forever

@@ -68,6 +68,22 @@ class Runtime:
             self._queues[name] = queue
         return queue
 
+    def replace_settings(self, settings: Settings) -> None:
+        """Run on ``settings`` from now on, keeping the database engine and the Redis client.
+
+        For a running worker that reloaded its config file: the caller keeps the
+        connection settings as they were (a new URL needs a restart). The new settings
+        become the process-wide ones, so a work horse forked next sees them.
+        """
+        _runtimes.pop(id(self.settings), None)
+        self.settings = settings
+        self._queues.clear()  # a queue carries default_timeout_s
+        store = self.__dict__.get("store")  # the cached TaskStore, if built: same engine, new retry budget
+        if store is not None:
+            store.retry_s = settings.db_retry_s
+        _runtimes[id(settings)] = self
+        set_current_settings(settings)
+
 
 _runtimes: dict[int, Runtime] = {}
 

@@ -298,6 +298,22 @@ def test_status_fits_80_columns_eliding_long_descriptions(project: Project) -> N
     assert "…" in row_line  # the description elides ...
     for whole in ("create-image-set", "failed", "ago"):  # ... and nothing else does
         assert whole in row_line
+    # with a long error too: the error and the description give way, never the status or task
+    error = "rq.exceptions.DeserializationError: " + "the job could not be read " * 3
+    with_error = seed(
+        project, "failed", name="create-image-set", description=long_text,
+        log=f"--- attempt 1 failed at 2026-01-01T00:00:00 ---\n{error}\n", started_at=ago(seconds=3),
+        finished_at=ago(seconds=1),
+    )  # fmt: skip
+    result = cli(project, "status", env={"COLUMNS": "80"})
+    lines = result.stdout.splitlines()
+    for line in lines:
+        assert len(line.rstrip()) <= 80, line
+    assert lines[0].split()[3:] == ["STATUS", "TRY", "CREATED", "TOOK", "ERROR"]
+    row_line = next(line for line in lines if line.lstrip().startswith(str(with_error)))
+    for whole in ("create-image-set", " failed ", "ago", "rq.exceptions"):
+        assert whole in row_line, row_line
+    assert row_line.rstrip().endswith("…")  # the error's end
 
 
 def test_show_prints_every_field_timings_result_and_log(project: Project) -> None:
@@ -319,6 +335,58 @@ def test_show_prints_every_field_timings_result_and_log(project: Project) -> Non
     assert data["result"] == {"steps": 2} and data["attempts"] == 1
     out = cli(project, "show", str(failing)).stdout
     assert "Traceback (most recent call last)" in out and "RuntimeError: disk on fire" in out
+
+
+def test_show_piped_is_plain_text_with_whole_tracebacks_and_progress_only_when_it_means_something(
+    project: Project,
+) -> None:
+    from rqjobs.store.models import Task
+
+    long_message = "the disk " + "really " * 30 + "is on fire"  # far wider than 80 columns
+    steps = project.enqueue("progress-steps", "--steps", "2", "--pause-s", "0.1", description="ok")
+    failing = project.enqueue("fail-always", "--message", long_message, description="will fail")
+    project.work()
+    # a failed row whose last report said 100% (a task that fails after its last step)
+    with project.store().engine.begin() as conn:
+        conn.execute(update(Task.__table__).where(Task.__table__.c.id == failing).values(progress=100))
+    canceled = seed(project, "canceled", description="stopped early")
+    running = seed(project, "running", description="going", progress=40, started_at=ago(seconds=5))
+
+    def piped(task_id: int) -> str:
+        result = run_env(project, {"COLUMNS": "80"}, "show", str(task_id))  # stdout is a pipe
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        out = result.stdout
+        assert not set("│╭╮╰╯─┃━") & set(out), out  # no boxes, no rules
+        assert "\x1b[" not in out  # no colour codes
+        for line in out.splitlines():
+            assert line == line.rstrip(), f"trailing spaces: {line!r}"
+        return out
+
+    out = piped(failing)
+    assert f"RuntimeError: {long_message}" in out.splitlines()  # whole, on one line
+    assert "Traceback (most recent call last):" in out.splitlines()
+    assert re.search(r"^log:$", out, re.M) and re.search(r"^status\s+failed$", out, re.M)
+    assert not re.search(r"^progress", out, re.M), out  # not "progress 100%" on a failed row
+    assert not re.search(r"^progress", piped(canceled), re.M)
+    assert re.search(r"^progress\s+40%$", piped(running), re.M)
+    out = piped(steps)
+    assert re.search(r"^progress\s+100%  step 2 of 2$", out, re.M), out
+    # on a terminal (rich boxes), the same rule: no progress line for the failed row
+    import io
+
+    from rich.console import Console
+
+    from rqjobs.cli.render.tables import task_detail
+
+    for task_id, shown in ((failing, False), (steps, True)):
+        console = Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None)
+        console.print(task_detail(project.row(task_id)))
+        rendered = console.file.getvalue()  # type: ignore[attr-defined]
+        assert ("progress" in rendered) is shown, rendered
+        assert "│" in rendered  # boxes: the terminal rendering
+    assert re.search(r"^result:$", out, re.M) and '"steps": 2' in out
+    assert re.search(r"^description\s+ok$", out, re.M)
 
 
 # -- tasks ------------------------------------------------------------------------------

@@ -107,8 +107,8 @@ def test_db_upgrade_keeps_rows_and_outdated_schema_is_refused_clearly(
     assert project.redis.client().keys("rq:job:*") == []  # the refused enqueue put nothing in Redis
 
     result = project.rqjobs("db", "upgrade", check=True)
-    assert f"upgraded schema {BASELINE} -> {schema.SCHEMA_HEAD}" in result.stdout
-    assert f"already at schema {schema.SCHEMA_HEAD}" in project.rqjobs("db", "upgrade", check=True).stdout
+    assert f"upgraded schema {BASELINE} -> {schema.SCHEMA_HEAD}" in result.stderr
+    assert f"already at schema {schema.SCHEMA_HEAD}" in project.rqjobs("db", "upgrade", check=True).stderr
 
     store = project.store()
     assert schema.current_revision(store.engine) == schema.SCHEMA_HEAD

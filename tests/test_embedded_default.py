@@ -112,6 +112,6 @@ def test_readme_first_command_on_a_fresh_checkout(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "finished" in result.stdout
     assert "count-words" in result.stdout
-    assert "stopped" in result.stdout  # `rqjobs redis stop` left nothing running
+    assert "stopped" in result.stderr  # `rqjobs redis stop` left nothing running (a message: stderr)
     (demo,) = list(work_tmp.iterdir())
     assert redis_pids_for(embedded.socket_path_for(demo / ".rqjobs")) == []

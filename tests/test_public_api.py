@@ -278,3 +278,20 @@ def test_mail_backend_auto(tmp_path: Path) -> None:
     assert load_settings(path, env={}).mail.backend == "outbox"
     path.write_text('[mail]\nhost = "smtp.example.com"\nbackend = "outbox"\n')
     assert load_settings(path, env={}).mail.backend == "outbox"
+
+
+def test_the_readme_lists_exactly_the_reserved_parameter_names() -> None:
+    """The README's list of reserved names is the code's (tasks/registry.py), in count and names."""
+    import re
+
+    from rqjobs.tasks.registry import RESERVED_PARAMETERS
+    from tests.conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    match = re.search(
+        r"\*\*Reserved names\.\*\* (\d+) parameter names are rqjobs' own: (.*?)\. A task", readme, re.S
+    )
+    assert match, "README: the reserved names paragraph"
+    listed = re.findall(r"`(\w+)`", match.group(2))
+    assert int(match.group(1)) == len(listed) == len(RESERVED_PARAMETERS)
+    assert set(listed) == RESERVED_PARAMETERS

@@ -163,7 +163,7 @@ def test_embedded_redis_keeps_queued_jobs_across_its_restart(project: Project) -
     )
     try:
         ids = [project.enqueue("add", "--a", str(n), "--b", "1") for n in range(3)]
-        assert project.rqjobs("redis", "stop", check=True).stdout.strip() == "stopped"
+        assert project.rqjobs("redis", "stop", check=True).stderr.strip() == "stopped"
         assert "not running" in project.rqjobs("redis", "status", check=True).stdout
         project.work()  # starts the embedded server again, which loads its append-only file
         assert [project.row(i).result for i in ids] == [{"result": n + 1} for n in range(3)]

@@ -85,6 +85,26 @@ def test_follower_without_ids_sees_new_rows_and_their_end(project: Project) -> N
     assert [c.record.id for c in named.poll()] == [other]
 
 
+def test_a_change_is_stamped_with_the_rows_own_time(project: Project) -> None:
+    """``TaskChange.at``: when the row says the change happened, not when the poll saw it."""
+    from rqjobs.follow import TaskFollower
+
+    store = project.store()
+    task_id = _insert(store)
+    follower = TaskFollower(store, task_ids=[task_id])
+    (queued,) = follower.poll()
+    assert queued.at == store.get(task_id).enqueued_at and queued.at < queued.seen_at
+    store.mark_running(task_id, "h:1")
+    (started,) = follower.poll()
+    assert started.at == store.get(task_id).started_at and started.at < started.seen_at
+    store.set_progress(task_id, 50, "half way")
+    (progress,) = follower.poll()
+    assert progress.at == progress.seen_at  # a progress report leaves no time in the row
+    store.mark_finished(task_id, {})
+    (finished,) = follower.poll()
+    assert finished.at == store.get(task_id).finished_at and finished.at < finished.seen_at
+
+
 def test_follower_sees_a_row_created_during_its_first_poll(project: Project) -> None:
     """A row committed while the first poll runs (after it read the waiting rows), and
     finished before the next poll, is still reported: the high-water mark for new rows
@@ -208,6 +228,44 @@ def test_tail_piped_prints_one_line_per_change_and_exits_with_the_outcome(projec
     assert project.row(failing).status == "failed"
 
 
+def test_tail_piped_stamps_each_line_with_the_time_the_row_records(project: Project) -> None:
+    """Rows that ended hours ago are stamped with their finished time, not with now."""
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from rqjobs.store.models import Task
+
+    store = project.store()
+    ended = {}
+    for status, hours in (("finished", 3), ("failed", 2), ("canceled", 1)):
+        task_id = _insert(store)
+        when = (datetime.now(timezone.utc) - timedelta(hours=hours)).replace(microsecond=0)
+        with store.engine.begin() as conn:
+            conn.execute(
+                update(Task.__table__)
+                .where(Task.__table__.c.id == task_id)
+                .values(status=status, finished_at=when, log="--- attempt 1 ended ---\nboom\n")
+            )
+        ended[task_id] = when
+    ids = [str(i) for i in ended]
+    result = project.rqjobs("tail", *ids)
+    assert result.returncode == 1, result.stderr  # one failed, one canceled
+    stamps = {}
+    for line in result.stdout.splitlines():
+        match = LINE.match(line)
+        assert match, line
+        stamps[int(match.group(2))] = match.group(1)
+    assert stamps == {
+        i: when.astimezone().replace(tzinfo=None).isoformat(timespec="seconds") for i, when in ended.items()
+    }
+    result = project.rqjobs("tail", *ids, "--json")
+    assert {json.loads(line)["id"]: json.loads(line)["at"] for line in result.stdout.splitlines()} == {
+        i: when.isoformat(timespec="seconds") for i, when in ended.items()
+    }
+
+
 def test_tail_everything_as_json_and_ctrl_c_exits_cleanly(project: Project) -> None:
     import json
 
@@ -302,3 +360,72 @@ def test_tail_on_a_pseudo_terminal_renders_and_exits_when_the_task_ends(project:
     assert re.search(rf"✓ #{task_id} progress-steps finished\s+took \d", plain), plain
     assert "Traceback" not in text
     assert project.row(task_id).status == "finished"
+
+
+def test_tail_on_an_80_column_terminal_keeps_the_id_and_the_percentage(project: Project) -> None:
+    """The description and the progress message are what give way at 80 columns."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    task_id = project.enqueue(
+        "progress-steps",
+        "--steps",
+        "4",
+        "--pause-s",
+        "0.6",
+        description="a description far too long to fit beside the bar on an eighty column terminal",
+    )
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
+    env = {**os.environ, **project.env, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "30"}
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "rqjobs", "tail", str(task_id), "--interval", "0.1"],
+        cwd=project.root,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+    )
+    os.close(slave)
+    output = bytearray()
+
+    def drain(timeout: float) -> None:
+        ready, _, _ = select.select([master], [], [], timeout)
+        if ready:
+            try:
+                output.extend(os.read(master, 65536))
+            except OSError:  # EIO: the terminal's other end closed
+                pass
+
+    try:
+        deadline = time.monotonic() + 30
+        while b"following" not in output and time.monotonic() < deadline:
+            drain(0.2)
+        assert b"following" in output, bytes(output)
+        worker = project.start_worker("--burst")
+        deadline = time.monotonic() + 90
+        while tail.poll() is None and time.monotonic() < deadline:
+            drain(0.2)
+        drain(0.5)
+        assert worker.wait(60) == 0
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+        tail.wait()
+        os.close(master)
+    text = output.decode("utf-8", "replace")
+    assert tail.returncode == 0, text
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    # a live row: the id, the task, the bar, the whole percentage and status, then the cut text
+    live = re.findall(
+        rf"#{task_id} progress-steps +[━╸╺ ]* +(\d+)% running \S+ +a description far[^\r\n]*…", plain
+    )
+    assert {"25", "50", "75"} & set(live), plain
+    for line in re.split(r"[\r\n]+", plain):
+        assert len(line) <= 80, line
+    assert re.search(
+        rf"✓ #{task_id} progress-steps finished +took \S+ +\(a description far[^\r\n]*…", plain
+    ), plain

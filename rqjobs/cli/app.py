@@ -23,7 +23,7 @@ from rqjobs.cli.schedule import schedule_app
 from rqjobs.cli.stats import stats
 from rqjobs.cli.tail import tail
 from rqjobs.cli.web import web
-from rqjobs.cli.worker import worker
+from rqjobs.cli.worker import worker, workers
 
 app = typer.Typer(
     cls=RqjobsGroup,
@@ -34,7 +34,7 @@ app = typer.Typer(
     **GROUP_SETTINGS,
 )
 app.add_typer(enqueue_app, name="enqueue")
-for command in (worker, status, show, tasks, tail, retry, cancel, stats, prune):
+for command in (worker, workers, status, show, tasks, tail, retry, cancel, stats, prune):
     app.command()(command)
 app.add_typer(redis_app, name="redis")
 app.add_typer(db_app, name="db")

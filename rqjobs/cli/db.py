@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rqjobs.cli.context import GROUP_SETTINGS, settings_from
+from rqjobs.cli.context import GROUP_SETTINGS, info, settings_from
 
 db_app = typer.Typer(
     help="Manage the task database's schema.", epilog="Example: rqjobs db upgrade", **GROUP_SETTINGS
@@ -22,7 +22,8 @@ def db_upgrade(ctx: typer.Context) -> None:
 
     engine = get_engine(settings_from(ctx).database_url, check_schema=False)
     before, after = schema.upgrade(engine)
+    # what happened, for people: stderr, like every command's messages
     if before == after:
-        typer.echo(f"already at schema {after}")
+        info(f"already at schema {after}")
     else:
-        typer.echo(f"upgraded schema {before or '(empty)'} -> {after}")
+        info(f"upgraded schema {before or '(empty)'} -> {after}")

@@ -80,6 +80,8 @@ def show(
 ) -> None:
     """Everything about one task: arguments, timings, attempts, result and log.
 
+    Piped or redirected, it prints plain lines (no boxes), tracebacks whole.
+
     Example: rqjobs show 42
     """
     from rqjobs.exceptions import TaskNotFound
@@ -90,9 +92,15 @@ def show(
     if as_json:
         echo_json(record.to_dict(), ensure_ascii=False)
         return
+    console = stdout()
+    if not console.is_terminal:  # a pipe or a file: plain lines, tracebacks whole
+        from rqjobs.cli.render.tables import task_detail_text
+
+        typer.echo(task_detail_text(record), nl=False)
+        return
     from rqjobs.cli.render.tables import task_detail
 
-    stdout().print(task_detail(record))
+    console.print(task_detail(record))
 
 
 def tasks(ctx: typer.Context, as_json: JsonOption = False) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rqjobs.cli.context import GROUP_SETTINGS, settings_from
+from rqjobs.cli.context import GROUP_SETTINGS, info, settings_from
 from rqjobs.exceptions import InvalidInput
 
 redis_app = typer.Typer(
@@ -16,7 +16,7 @@ redis_app = typer.Typer(
 
 @redis_app.command("status")
 def redis_status(ctx: typer.Context) -> None:
-    """Is the embedded redis-server running, and where.
+    """Is the embedded redis-server running, and where (on stdout: it is the data asked for).
 
     Example: rqjobs redis status
     """
@@ -48,4 +48,5 @@ def redis_stop(ctx: typer.Context) -> None:
     settings = settings_from(ctx)
     if not settings.embedded_redis:
         raise InvalidInput("redis_url is configured: rqjobs does not manage that server")
-    typer.echo("stopped" if embedded.stop(settings.data_dir) else "not running")
+    # a message for people (stderr); `redis status` is the data (stdout)
+    info("stopped" if embedded.stop(settings.data_dir) else "not running")

@@ -69,7 +69,6 @@ def tail(
 
 def _tail_lines(follower: TaskFollower, interval_s: float, *, as_json: bool) -> None:
     import json
-    from datetime import datetime, timezone
 
     from rqjobs.cli.render.tail import change_line
     from rqjobs.follow import follow
@@ -77,13 +76,13 @@ def _tail_lines(follower: TaskFollower, interval_s: float, *, as_json: bool) -> 
     for changes in follow(follower, interval_s=interval_s):
         if not changes:
             continue
-        now = datetime.now(timezone.utc)
         for change in changes:
+            # stamped with when the change happened, by the row (change.at), not when seen
             if as_json:
-                data = {"at": now.isoformat(timespec="seconds"), **change.record.to_dict()}
+                data = {"at": change.at.isoformat(timespec="seconds"), **change.record.to_dict()}
                 sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
             else:
-                sys.stdout.write(change_line(change.record, now) + "\n")
+                sys.stdout.write(change_line(change.record, change.at) + "\n")
         sys.stdout.flush()
 
 
@@ -106,7 +105,8 @@ def _tail_live(console: Console, follower: TaskFollower, interval_s: float) -> N
         for changes in follow(follower, interval_s=interval_s):
             for change in changes:
                 if change.ended:
-                    live.console.print(ended_summary(change.record))
+                    # one line, whatever the width: the description's end is what gets cut
+                    live.console.print(ended_summary(change.record), no_wrap=True, overflow="ellipsis")
             active = follower.active
             waiting = sum(1 for r in active if r.status in WAITING)
             note = f" · the oldest {waiting} waiting shown" if waiting >= follower.active_limit else ""

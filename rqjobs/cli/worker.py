@@ -1,4 +1,5 @@
-"""``rqjobs worker``: one RQ worker in this process, or a pool of them."""
+"""``rqjobs worker``: one RQ worker in this process, or a pool of them; ``rqjobs workers``:
+the live ones."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rqjobs.cli.context import runtime_from
+from rqjobs.cli.context import JsonOption, echo_json, info, runtime_from, stdout
 
 
 def worker(
@@ -53,3 +54,35 @@ def worker(
     from rqjobs.worker.rq_worker import run_worker
 
     run_worker(runtime, queues or (), burst=burst, with_scheduler=scheduler, logging_level=logging_level)
+
+
+def workers(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """The live workers: host:pid, queues, state, current task, since when, last heartbeat, note.
+
+    A worker is live while its liveness key in Redis is fresh; NOTE is what it says about
+    itself (e.g. "store failing": it takes no jobs until its task database answers).
+
+    Example: rqjobs workers --json
+    """
+    from rqjobs.worker.listing import live_workers
+
+    runtime = runtime_from(ctx)
+    try:
+        found = live_workers(runtime.redis, runtime.store)
+    except Exception as exc:
+        from rqjobs.broker.connection import describe, is_broker_error
+        from rqjobs.exceptions import BrokerUnavailable
+
+        if not is_broker_error(exc):
+            raise
+        # the liveness keys live in Redis: without it there is no answer, and no traceback either
+        raise BrokerUnavailable(f"Redis is unreachable ({describe(runtime.settings)}): {exc}") from None
+    if as_json:
+        echo_json([w.to_dict() for w in found], ensure_ascii=False)
+        return
+    if not found:
+        info("no live workers")
+        return
+    from rqjobs.cli.render.workers import workers_table
+
+    stdout().print(workers_table(found))

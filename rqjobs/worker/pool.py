@@ -62,7 +62,9 @@ def run_worker_pool(
     from rqjobs.broker.job import RqjobsJob
     from rqjobs.tasks import commons
     from rqjobs.worker.rq_worker import RqjobsWorker
+    from rqjobs.worker.supervisor import log_to_stderr
 
+    log_to_stderr(logging_level)  # the pool's own log too (RQ would give it a stdout handler)
     commons.load_task_modules(runtime.settings)  # imported once here, inherited by every fork
     settings = runtime.settings
     fork_process = get_context("fork").Process

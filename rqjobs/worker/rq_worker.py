@@ -33,6 +33,7 @@ from rqjobs.store.repository import attempt_log_entry
 from rqjobs.tasks import commons
 from rqjobs.worker.health import WorkerHealthMixin
 from rqjobs.worker.process import signal_description
+from rqjobs.worker.reload import ConfigWatcher
 from rqjobs.worker.supervisor import run_supervised
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class RqjobsWorker(ScheduleTickerMixin, WorkerHealthMixin, Worker):
         #: kept only when ``remember_runs`` is on (a burst), so a long-lived worker holds none
         self._ran: set[tuple[str, str]] = set()
         self.remember_runs = False
+        #: looks at the config file before each job and applies what changed (worker/reload.py)
+        self.config_watcher = ConfigWatcher(runtime)
         super().__init__(
             [runtime.queue(name) for name in queues],
             connection=runtime.redis,
@@ -170,6 +173,8 @@ class RqjobsWorker(ScheduleTickerMixin, WorkerHealthMixin, Worker):
         self._monitoring_interval_s = int(value)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        # between jobs, before the fork: the work horse runs on the settings as edited
+        self.config_watcher.check()
         if self.remember_runs:
             self._ran.add((queue.scheduled_job_registry.key, job.id))
         super().execute_job(job, queue)

@@ -31,6 +31,22 @@ def _to_stderr(logger: logging.Logger) -> None:
             handler.setStream(sys.stderr)
 
 
+def log_to_stderr(logging_level: str) -> None:
+    """Every log line of the worker, RQ's included, on stderr (stdout is for data).
+
+    RQ gives each of its loggers (``rq.worker``, ``rq.scheduler``, ``rq.worker_pool``) a
+    stdout handler unless the logger or a parent already has one. Handlers on
+    ``rqjobs`` and on the parent ``rq``, moved to stderr, come first; so RQ adds none.
+    """
+    from rq.logutils import setup_loghandlers
+
+    for name in ("rqjobs", "rq"):
+        setup_loghandlers(logging_level, name=name)
+        _to_stderr(logging.getLogger(name))
+    for name in ("rq.worker", "rq.scheduler", "rq.worker_pool"):  # any set up before this call
+        _to_stderr(logging.getLogger(name))
+
+
 #: a burst worker whose loop fails this often for reasons other than Redis gives up
 _BURST_MAX_FAILURES = 3
 
@@ -72,13 +88,10 @@ def run_supervised(
     ``BURST_REDIS_OUTAGE_LIMIT_S`` without Redis.
     """
     from rq.exceptions import StopRequested
-    from rq.logutils import setup_loghandlers
 
     from rqjobs.exceptions import BrokerUnavailable
 
-    for name in ("rqjobs", "rq.worker"):  # set up before RQ's work() would, so RQ keeps these
-        setup_loghandlers(logging_level, name=name)
-        _to_stderr(logging.getLogger(name))
+    log_to_stderr(logging_level)  # before RQ's work() sets up its own, so RQ keeps these
     give_up_s = defaults.BURST_REDIS_OUTAGE_LIMIT_S if burst else None
     label = host_pid()
     beacon: LivenessBeacon | None = None

@@ -101,18 +101,26 @@ class StatusTable:
         self.statuses = list(statuses)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        def width_of(table: Table) -> int:
+            return Measurement.get(console, options.update_width(10_000), table).maximum
+
         table = _build_status_table(self.rows, None)
-        needed = Measurement.get(console, options.update_width(10_000), table).maximum
+        needed = width_of(table)
         if needed > options.max_width:
-            # the error gives way first (down to 24 columns), then the description
+            # the error gives way first (down to 24 columns), then the description (to 8),
+            # then the error again (to 12): the other columns are never cut
             natural_error = max((cell_len(visible(r.error or "")) for r in self.rows), default=0)
             error_width = max(24, natural_error - (needed - options.max_width)) if natural_error else None
             table = _build_status_table(self.rows, None, error_width)
-            needed = Measurement.get(console, options.update_width(10_000), table).maximum
+            needed = width_of(table)
             if needed > options.max_width:
                 natural = max((cell_len(visible(r.description)) for r in self.rows), default=11)
                 width = max(8, natural - (needed - options.max_width))
                 table = _build_status_table(self.rows, width, error_width)
+                needed = width_of(table)
+                if needed > options.max_width and error_width is not None:
+                    error_width = max(12, error_width - (needed - options.max_width))
+                    table = _build_status_table(self.rows, width, error_width)
         yield table
         yield Text(self.footer())
 
@@ -149,38 +157,56 @@ def _gap(start: datetime | None, end: datetime | None, what: str) -> str:
     return f"  ({what} {format_duration((end - start).total_seconds())})"
 
 
-def task_detail(row: TaskRecord) -> Group:
-    """Every field of the row, the result as pretty JSON and the log as text."""
-    info = Table.grid(padding=(0, 2))
-    info.add_column(style="bold", no_wrap=True)
-    info.add_column()
-    info.add_row("id", str(row.id))
-    info.add_row("task", literal(row.name))
-    info.add_row("description", literal(row.description))
-    info.add_row("status", status_text(row.status))
-    info.add_row(
-        "progress",
-        literal(f"{row.progress}%" + (f"  {row.progress_message}" if row.progress_message else "")),
-    )
-    info.add_row("queue", literal(row.queue))
+def _shows_progress(row: TaskRecord) -> bool:
+    """Progress means something only for a row that is running or ran to the end.
+
+    A failed or canceled row's progress is whatever its last attempt reported (often the
+    100% a finished retry left behind, or 0): printed, it would claim work that was not done.
+    """
+    return row.status in (TaskStatus.RUNNING.value, TaskStatus.FINISHED.value)
+
+
+def _detail_fields(row: TaskRecord) -> list[tuple[str, str]]:
+    """``(label, value)`` for every field ``show`` prints, values as plain one-line text."""
+    fields: list[tuple[str, str]] = [
+        ("id", str(row.id)),
+        ("task", visible(row.name)),
+        ("description", visible(row.description)),
+        ("status", row.status),
+    ]
+    if _shows_progress(row):
+        message = f"  {row.progress_message}" if row.progress_message else ""
+        fields.append(("progress", visible(f"{row.progress}%{message}")))
+    fields.append(("queue", visible(row.queue)))
     if row.schedule:
         tick = f"tick {_when(row.schedule_tick)}" if row.schedule_tick else "run by hand, outside the ticks"
-        info.add_row("schedule", literal(f"{row.schedule} ({tick})"))
-    info.add_row("args", literal(json.dumps(row.args, ensure_ascii=False)))
-    info.add_row("kwargs", literal(json.dumps(row.kwargs, ensure_ascii=False)))
+        fields.append(("schedule", visible(f"{row.schedule} ({tick})")))
+    fields.append(("args", visible(json.dumps(row.args, ensure_ascii=False))))
+    fields.append(("kwargs", visible(json.dumps(row.kwargs, ensure_ascii=False))))
     retry = f"{row.max_retries} retries" + (
         f", intervals {row.retry_intervals} s" if row.retry_intervals else ""
     )
-    info.add_row("attempts", f"{row.attempts} ({retry})")
-    info.add_row("timeout", f"{row.timeout_s} s")
-    info.add_row("created", _when(row.created_at))
-    info.add_row("enqueued", _when(row.enqueued_at))
+    fields.append(("attempts", f"{row.attempts} ({retry})"))
+    fields.append(("timeout", f"{row.timeout_s} s"))
+    fields.append(("created", _when(row.created_at)))
+    fields.append(("enqueued", _when(row.enqueued_at)))
     if row.scheduled_for:
-        info.add_row("scheduled for", _when(row.scheduled_for))
-    info.add_row("started", _when(row.started_at) + _gap(row.enqueued_at, row.started_at, "waited"))
-    info.add_row("finished", _when(row.finished_at))
-    info.add_row("duration", format_duration(row.duration_s))
-    info.add_row("worker", literal(row.worker or "-"))
+        fields.append(("scheduled for", _when(row.scheduled_for)))
+    fields.append(("started", _when(row.started_at) + _gap(row.enqueued_at, row.started_at, "waited")))
+    fields.append(("finished", _when(row.finished_at)))
+    fields.append(("duration", format_duration(row.duration_s)))
+    fields.append(("worker", visible(row.worker or "-")))
+    return fields
+
+
+def task_detail(row: TaskRecord) -> Group:
+    """Every field of the row, the result as pretty JSON and the log as text (a terminal)."""
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold", no_wrap=True)
+    info.add_column()
+    for label, value in _detail_fields(row):
+        # values went through visible() already: Text() never parses them as markup
+        info.add_row(label, status_text(value) if label == "status" else Text(value))
     parts: list[Any] = [info]
     if row.result is not None:
         from rich.syntax import Syntax  # pygments: ~70 ms of imports that only `show` needs
@@ -198,6 +224,27 @@ def task_detail(row: TaskRecord) -> Group:
     if row.log:
         parts.append(Panel(literal(row.log.rstrip(), multiline=True), title="log", border_style="red"))
     return Group(*parts)
+
+
+def task_detail_text(row: TaskRecord) -> str:
+    """``show`` for a pipe or a file: the same fields as plain lines, no boxes, no wrapping.
+
+    Tracebacks come out whole, one source line per line, so they can be grepped and
+    pasted; no line ends in spaces (a padded table cell or a panel border would).
+    """
+    fields = _detail_fields(row)
+    width = max(len(label) for label, _ in fields)
+    lines = [f"{label.ljust(width)}  {value}" for label, value in fields]
+    if row.result is not None:
+        lines += [
+            "",
+            "result:",
+            visible(json.dumps(row.result, indent=2, ensure_ascii=False), multiline=True),
+        ]
+    if row.log:
+        lines += ["", "log:", visible(row.log.rstrip(), multiline=True)]
+    text = "\n".join(lines)
+    return "\n".join(line.rstrip() for line in text.split("\n")) + "\n"
 
 
 def tasks_table(tasks: Sequence[Mapping[str, Any]]) -> Table:

@@ -60,13 +60,36 @@ def ended_summary(row: TaskRecord) -> Text:
     if detail:
         text.append(f"  {visible(detail)}", style="dim" if row.status == TaskStatus.FINISHED.value else "")
     text.append(f"  ({visible(row.description)})", style="dim")
-    text.no_wrap = True
+    text.no_wrap = True  # rich 15's print() ignores these: print it with no_wrap/overflow too
     text.overflow = "ellipsis"
     return text
 
 
+#: the progress bar's width, and how narrow it may get before the description is cut away
+BAR_WIDTH = 20
+MIN_BAR_WIDTH = 8
+NAME_MAX_WIDTH = 16
+
+
+def _text_cell(row: TaskRecord) -> Text:
+    """The last column, the one that gives way: the description, then what the task said."""
+    waiting = row.status != TaskStatus.RUNNING.value
+    text = literal(row.description, style="dim" if not waiting else "")
+    detail = change_detail(row)
+    if detail:
+        text.append("  ")
+        text.append_text(literal(" ".join(detail.split()), style="dim"))
+    return text
+
+
 class TailView:
-    """The live part of ``rqjobs tail``: one progress bar per waiting or running task."""
+    """The live part of ``rqjobs tail``: one progress bar per waiting or running task.
+
+    Every column but the last has the width its content needs (the task name at most
+    16); the last (description and progress message) takes what is left and is cut
+    with an ellipsis, then the bar narrows. So on an 80-column terminal the id, the
+    percentage and the status always show whole.
+    """
 
     def __init__(self, rows: Sequence[TaskRecord], heading: str, more: int = 0) -> None:
         self.rows = rows
@@ -79,29 +102,36 @@ class TailView:
         yield Text(self.heading, style="dim", no_wrap=True, overflow="ellipsis")
         if not self.rows:
             return
-        table = Table.grid(padding=(0, 1))
-        table.add_column(justify="right", no_wrap=True)
-        table.add_column(no_wrap=True, max_width=16, overflow="ellipsis")
-        table.add_column(no_wrap=True, width=20)
-        table.add_column(justify="right", no_wrap=True)
-        table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
         # leave room for the heading and the "more" line
         shown = self.rows[: max(1, options.size.height - 3)] if options.size.height else self.rows
+        cells = []
         for row in shown:
             waiting = row.status != TaskStatus.RUNNING.value
-            bar = ProgressBar(total=100, completed=0 if waiting else row.progress, width=20)
             state = status_text(row.status)
             if not waiting:
                 state.append(f" {format_duration(row.duration_s)}", style="dim")
-            table.add_row(
-                f"#{row.id}",
-                literal(row.name),
-                bar,
-                "" if waiting else f"{row.progress}%",
-                state,
-                literal(change_detail(row), style="dim" if waiting else ""),
-            )
+            percent = "" if waiting else f"{row.progress}%"
+            cells.append((row, f"#{row.id}", literal(row.name), percent, state, _text_cell(row)))
+        id_w = max(len(c[1]) for c in cells)
+        name_w = min(NAME_MAX_WIDTH, max(c[2].cell_len for c in cells))
+        pct_w = max(4, max(len(c[3]) for c in cells))
+        state_w = max(c[4].cell_len for c in cells)
+        fixed = id_w + name_w + pct_w + state_w + 5  # five one-column gaps
+        room = options.max_width - fixed
+        bar_w = max(MIN_BAR_WIDTH, min(BAR_WIDTH, room - 12))  # the text keeps 12 while the bar shrinks
+        text_w = room - bar_w
+        table = Table.grid(padding=(0, 1))
+        table.add_column(justify="right", no_wrap=True, width=id_w)
+        table.add_column(no_wrap=True, width=name_w, overflow="ellipsis")
+        table.add_column(no_wrap=True, width=bar_w)
+        table.add_column(justify="right", no_wrap=True, width=pct_w)
+        table.add_column(no_wrap=True, width=state_w)
+        if text_w > 0:
+            table.add_column(no_wrap=True, width=text_w, overflow="ellipsis")
+        for row, ident, name, percent, state, text in cells:
+            waiting = row.status != TaskStatus.RUNNING.value
+            bar = ProgressBar(total=100, completed=0 if waiting else row.progress, width=bar_w)
+            table.add_row(ident, name, bar, percent, state, *([text] if text_w > 0 else []))
         yield table
         hidden = self.more + len(self.rows) - len(shown)
         if hidden > 0:
