@@ -1,0 +1,193 @@
+"""Row truth at the last edges (issue 11): horses that end without a word, results too large
+for the row, progress that RQ and the row must agree on, the end a dead worker's row
+records, and RQ's started registry after every row is final.
+
+Real parts throughout: a private redis-server, real `rqjobs worker` processes, SQLite here
+and PostgreSQL / MariaDB where the database matters (``db_url``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TESTS_DIR, Project, wait_for
+from tests.helpers import configure
+
+MODULES = ("sample_tasks", "edge_tasks")
+
+
+def setup(project: Project, **settings: Any) -> None:
+    shutil.copy(TESTS_DIR / "support" / "edge_tasks.py", project.root / "edge_tasks.py")
+    configure(project, tasks_modules=MODULES, **settings)
+
+
+def rq_job(project: Project, task_id: int) -> Any:
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    assert project.redis is not None
+    return Job.fetch(str(task_id), connection=project.redis.client(), serializer=JSONSerializer)
+
+
+def started_ids(project: Project, queue: str = "default") -> list[str]:
+    from rq.registry import StartedJobRegistry
+
+    q = project.runtime().queue(queue)
+    return StartedJobRegistry(queue=q).get_job_ids(cleanup=False)
+
+
+def failed_ids(project: Project, queue: str = "default") -> list[str]:
+    return project.runtime().queue(queue).failed_job_registry.get_job_ids()
+
+
+def stop(worker: Any) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except Exception:
+            worker.kill()
+            worker.wait(10)
+
+
+# -- 1. a horse that ends without the task's outcome recorded --------------------------------
+
+ENDINGS = [
+    pytest.param(
+        "quiet-exit",
+        ["--code", "0"],
+        "work horse exited with status 0 before the task recorded an outcome",
+        id="os._exit(0)",
+    ),
+    pytest.param(
+        "exec-true", [], "work horse exited with status 0 before the task recorded an outcome", id="exec-true"
+    ),
+    pytest.param(
+        "quiet-exit",
+        ["--code", "3"],
+        "work horse exited with status 3 before the task recorded an outcome",
+        id="os._exit(3)",
+    ),
+    pytest.param(
+        "kill-self", ["--sig", str(int(signal.SIGKILL))], "work horse killed by SIGKILL", id="SIGKILL"
+    ),
+    pytest.param("segfault", [], "work horse killed by SIGSEGV", id="SIGSEGV"),
+]
+
+
+@pytest.mark.parametrize(("task", "args", "what"), ENDINGS)
+def test_a_horse_that_ends_without_an_outcome_fails_its_row(
+    project: Project, task: str, args: list[str], what: str
+) -> None:
+    setup(project)
+    task_id = project.enqueue(task, *args)
+    after = project.enqueue("add", "--a", "1", "--b", "2")
+    project.work()
+    row = project.row(task_id)
+    assert row.status == "failed", row.log
+    assert row.attempts == 1 and row.finished_at is not None
+    assert f"--- attempt 1 {what}" in row.log, row.log
+    job = rq_job(project, task_id)
+    assert job.get_status() == "failed"  # RQ agrees
+    assert str(task_id) in failed_ids(project)
+    assert started_ids(project) == []
+    assert project.row(after).status == "finished"  # the worker went on
+
+
+@pytest.mark.parametrize("task", ["quiet-exit", "exec-true"])
+def test_a_quiet_exit_with_retries_is_retried_then_fails(project: Project, task: str) -> None:
+    setup(project)
+    task_id = project.enqueue(task, "--retries", "2")
+    project.work()
+    row = project.row(task_id)
+    assert row.status == "failed", row.log
+    assert row.attempts == 3
+    assert row.log.count("exited with status 0 before the task recorded an outcome") == 3, row.log
+    assert rq_job(project, task_id).get_status() == "failed"
+    assert started_ids(project) == []
+
+
+def test_a_quiet_exit_with_a_retry_left_runs_again_and_finishes(project: Project) -> None:
+    setup(project)
+    marker = project.root / "first.pid"
+    task_id = project.enqueue("quiet-exit-first", "--marker", str(marker), "--retries", "1")
+    project.work()
+    row = project.row(task_id)
+    assert row.status == "finished", row.log
+    assert row.attempts == 2 and row.result == {"result": "second run"}
+    assert "--- attempt 1 work horse exited with status 0 before the task recorded an outcome" in row.log
+    assert rq_job(project, task_id).get_status() == "finished"
+    assert started_ids(project) == []
+
+
+def test_the_running_worker_fails_the_row_itself_not_reconcile(project: Project) -> None:
+    """A long-running worker whose reconcile pass is an hour away: only the worker's own
+    look at the horse's end can fail the row."""
+    setup(project, reconcile_interval_s=3600.0)
+    marker = project.root / "horse.pid"
+    task_id = project.enqueue("quiet-exit", "--code", "0", "--marker", str(marker))
+    worker = project.start_worker()
+    try:
+        wait_for(marker.exists, message="the task to start")
+        exited_at = datetime.fromtimestamp(marker.stat().st_mtime, tz=timezone.utc)
+        row = wait_for(
+            lambda: (r := project.row(task_id)).status == "failed" and r,
+            timeout=30,
+            message="the row to fail",
+        )
+        assert started_ids(project) == []
+    finally:
+        stop(worker)
+    assert row.finished_at is not None
+    latency = (row.finished_at.replace(tzinfo=timezone.utc) - exited_at).total_seconds()
+    print(f"\nquiet exit: row failed {latency:.3f} s after the horse's last write")
+    assert "exited with status 0 before the task recorded an outcome" in row.log
+
+
+def test_reconcile_fails_a_row_whose_live_worker_left_the_job(project: Project) -> None:
+    """The state a worker without the fix left: the row running under a worker that lives and
+    is idle, RQ's job started by that worker loop. `rqjobs reconcile` must act on it."""
+    from rqjobs import enqueue_task
+    from rqjobs.keys import liveness_key
+
+    setup(project)
+    worker = project.start_worker()  # listens on "default" only
+    try:
+        label = f"{socket.gethostname()}:{worker.pid}"
+        client = project.redis.client()  # type: ignore[union-attr]
+        name = wait_for(lambda: client.get(liveness_key(label)), message="the worker's liveness key").decode()
+        wait_for(lambda: client.hget(f"rq:worker:{name}", "state") == b"idle", message="the worker idle")
+        runtime = project.runtime()
+        record = enqueue_task("add", description="left", a=1, b=2, queue="elsewhere", runtime=runtime)
+        assert runtime.store.mark_running(record.id, label)
+        # what RQ's horse writes when it starts the job (prepare_job_execution), left behind
+        queue = runtime.queue("elsewhere")
+        job = rq_job(project, record.id)
+        with client.pipeline() as pipe:
+            job.prepare_for_execution(name, pipeline=pipe)
+            pipe.lrem(queue.key, 0, str(record.id))
+            pipe.zadd(queue.started_job_registry.key, {f"{record.id}:deadbeef": time.time() + 600})
+            pipe.execute()
+        assert rq_job(project, record.id).get_status() == "started"
+        result = project.rqjobs("reconcile", check=True)
+        assert "1 changes made" in result.stdout + result.stderr
+        assert "no longer runs it" in result.stdout + result.stderr
+        row = project.row(record.id)
+        assert row.status == "failed", row.log
+        assert "work horse ended without an outcome" in row.log
+        assert "no longer runs it" in row.log
+        assert rq_job(project, record.id).get_status() == "failed"
+        assert started_ids(project, "elsewhere") == []
+        again = project.rqjobs("reconcile", check=True)
+        assert "0 changes made" in again.stdout + again.stderr
+    finally:
+        stop(worker)
