@@ -191,3 +191,33 @@ def test_reconcile_fails_a_row_whose_live_worker_left_the_job(project: Project) 
         assert "0 changes made" in again.stdout + again.stderr
     finally:
         stop(worker)
+
+
+# -- 2. results too large, and answered database errors ---------------------------------------
+
+
+def test_a_database_that_answers_with_an_error_is_not_called_unreachable(db_url: str) -> None:
+    """A 20 MB result written past the decorator's limit: SQLite and PostgreSQL store it,
+    MariaDB refuses the packet and drops the connection; never "unreachable", and no
+    retrying for the whole of ``db_retry_s`` either."""
+    from rqjobs.exceptions import DatabaseError
+    from rqjobs.store.engine import get_engine
+    from rqjobs.store.repository import TaskStore
+
+    store = TaskStore(get_engine(db_url), retry_s=30)
+    record = store.insert(name="add", description="big", queue="default", args=[], kwargs={}, timeout_s=60)
+    assert store.mark_running(record.id, "host:1")
+    big = {"blob": "x" * 20_000_000}
+    started = time.monotonic()
+    try:
+        stored = store.mark_finished(record.id, big)
+    except DatabaseError as exc:
+        message = str(exc)
+        assert "unreachable" not in message, message
+        assert db_url.startswith("mysql"), message
+        assert "max_allowed_packet" in message or "answered" in message, message
+        assert time.monotonic() - started < 30  # gave up before the outage budget
+        assert store.get(record.id).status == "running"  # nothing half-written
+    else:
+        assert stored and not db_url.startswith("mysql")
+        assert store.get(record.id).result == big
