@@ -14,7 +14,6 @@ import signal
 import socket
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -221,3 +220,98 @@ def test_a_database_that_answers_with_an_error_is_not_called_unreachable(db_url:
     else:
         assert stored and not db_url.startswith("mysql")
         assert store.get(record.id).result == big
+
+
+def test_a_result_over_max_result_bytes_fails_for_good_on_every_database(
+    project: Project, db_url: str
+) -> None:
+    """20 MB: the clean message, on the first attempt, retries or not; 500 KB: stored."""
+    setup(project, database_url=db_url)
+    big = project.enqueue("big-result", "--size", "20000000", "--retries", "2")
+    fine = project.enqueue("big-result", "--size", "500000")
+    project.work()
+    row = project.row(big)
+    assert row.status == "failed", row.log
+    assert row.attempts == 1  # permanent: no retry
+    assert "result too large (20000012 bytes > 1048576)" in row.log, row.log
+    assert "unreachable" not in row.log
+    assert row.result is None
+    assert rq_job(project, big).get_status() == "failed"
+    row = project.row(fine)
+    assert row.status == "finished", row.log
+    assert len(row.result["blob"]) == 500_000
+
+
+def test_max_result_bytes_comes_from_the_environment_and_is_checked(project: Project) -> None:
+    setup(project)
+    project.env["RQJOBS_MAX_RESULT_BYTES"] = "100"
+    task_id = project.enqueue("big-result", "--size", "200")
+    project.work()
+    assert "result too large (212 bytes > 100)" in project.row(task_id).log
+    project.env["RQJOBS_MAX_RESULT_BYTES"] = "0"
+    result = project.rqjobs("enqueue", "add", "--description", "x", "--a", "1", "--b", "2")
+    assert result.returncode == 2 and "max_result_bytes must be positive" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- 3. job.meta and the row agree when a task ends --------------------------------------------
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["finished", "failed"])
+def test_job_meta_and_the_row_agree_at_the_end(project: Project, fail: bool) -> None:
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    setup(project, progress_interval_s=30.0)  # the second report is surely held back
+    args = ["--fail"] if fail else []
+    task_id = project.enqueue("two-steps", *args)
+    project.work()
+    row = project.row(task_id)
+    job = Job.fetch(str(task_id), connection=project.redis.client(), serializer=JSONSerializer)  # type: ignore[union-attr]
+    meta = job.get_meta()
+    if fail:
+        assert row.status == "failed"
+        assert (row.progress, row.progress_message) == (75, "step 2/2")
+    else:
+        assert row.status == "finished"
+        assert (row.progress, row.progress_message) == (100, "step 2/2")
+    assert (meta["progress"], meta["progress_message"]) == (row.progress, row.progress_message)
+
+
+# -- 4. a dead worker's row ends when the worker was last known alive --------------------------
+
+
+def test_a_dead_workers_row_ends_at_its_last_beat_not_at_reconcile(project: Project) -> None:
+    """SIGKILL a worker and its horse mid-task; reconcile runs well after (no other worker
+    runs it in between). finished_at is within about a liveness interval of the kill."""
+    ttl_s = 3.0
+    setup(project, worker_liveness_ttl_s=ttl_s, reconcile_interval_s=3600.0)
+    marker = project.root / "horse.pid"
+    task_id = project.enqueue("sleep-marked", "--seconds", "120", "--marker", str(marker))
+    worker = project.start_worker()
+    try:
+        wait_for(marker.exists, message="the task to start")
+        horse = int(marker.read_text())
+        os.kill(worker.pid, signal.SIGKILL)
+        os.kill(horse, signal.SIGKILL)
+        killed_at = datetime.now(timezone.utc)
+        worker.wait(10)
+    finally:
+        stop(worker)
+    # well after: a reconcile that notices only now must not date the end now
+    client = project.redis.client()  # type: ignore[union-attr]
+    wait_for(lambda: not client.keys("rqjobs:worker:*"), timeout=30, message="the liveness key to expire")
+    wait_for(lambda: datetime.now(timezone.utc) > killed_at + timedelta(seconds=4 * ttl_s), timeout=30)
+    result = project.rqjobs("reconcile", check=True)
+    noticed_at = datetime.now(timezone.utc)
+    assert "1 changes made" in result.stdout + result.stderr
+    row = project.row(task_id)
+    assert row.status == "failed", row.log
+    finished = row.finished_at.replace(tzinfo=timezone.utc)
+    print(
+        f"\ndead worker: finished_at {(finished - killed_at).total_seconds():+.2f} s from the kill, "
+        f"reconcile noticed {(noticed_at - killed_at).total_seconds():.1f} s after it"
+    )
+    # the last beat came at most one beat interval (ttl/3) before the kill
+    assert killed_at - timedelta(seconds=ttl_s) <= finished <= killed_at
+    assert "Last known alive at" in row.log and "noticed at" in row.log
