@@ -152,19 +152,15 @@ class Pass:
     def _horse_ended_quietly(self, row: Row, info: JobInfo) -> bool:
         """RQ has the job started by a worker loop that lives but has left it (idle, or busy
         with another job): its work horse ended without recording an outcome."""
-        if info.status != "started" or label_of_worker_name(info.worker_name) != row.worker:
-            return False
-        if self.view.dead_reason(row.worker, row.started_at) is not None:
-            return False
-        if self.view.run_gone_reason(info.worker_name, row.started_at) is not None:
-            return False
-        return rq.run_left_by_live_worker(self.redis, info.job_id, info.worker_name or "")
+        return (
+            info.status == "started"
+            and label_of_worker_name(info.worker_name) == row.worker
+            and self.view.run_gone_reason(info.worker_name, row.started_at) is None  # dead too
+            and rq.run_left_by_live_worker(self.redis, info.job_id, info.worker_name or "")
+        )
 
     def abandon_quiet_run(self, row: Row, info: JobInfo) -> None:
-        why = (
-            f"its worker loop {info.worker_name} is alive but no longer runs it: the work horse "
-            "ended without recording an outcome"
-        )
+        why = f"its worker loop {info.worker_name} is alive but no longer runs it: the work horse ended without recording an outcome"
         saved = self.lost_what, self.lost_detail, self.lost_reason
         self.lost_what = "work horse ended without an outcome"
         self.lost_detail = self.lost_reason = "{why}"
@@ -237,19 +233,17 @@ class Pass:
         return min(seen, self.now)
 
     def _died_detail(self, row: Row, why: str) -> str:
-        alive = self.last_alive(row)
+        alive, noticed = (
+            self.last_alive(row).isoformat(timespec="seconds"),
+            self.now.isoformat(timespec="seconds"),
+        )
         when = (
-            f" Last known alive at {alive.isoformat(timespec='seconds')}; "
-            f"noticed at {self.now.isoformat(timespec='seconds')}."
-            if alive < self.now
-            else f" Noticed at {self.now.isoformat(timespec='seconds')}."
+            f"Last known alive at {alive}; noticed at {noticed}."
+            if alive < noticed
+            else f"Noticed at {noticed}."
         )
-        return (
-            self.lost_detail.format(worker=row.worker, why=why)
-            + "."
-            + when
-            + " No traceback exists; the task may have stopped at any point.\n"
-        )
+        detail = self.lost_detail.format(worker=row.worker, why=why)
+        return f"{detail}. {when} No traceback exists; the task may have stopped at any point.\n"
 
     def _overdue(self, row: Row) -> bool:
         if row.started_at is None:
