@@ -171,13 +171,20 @@ class _Attempt:
     timeout_fired: bool = False
     #: the latest report, written or held back: what the row and job.meta say at the end
     last_reported: tuple[int, str | None] | None = None
+    closed: bool = False
 
     @property
     def pending_message(self) -> str | None:
         return self.pending[1] if self.pending else None
 
     def stop(self) -> None:
+        """No report is written after this returns: the task's end writes the last one.
+
+        A flush under way holds the lock until its write is done, so this waits for it;
+        one that gets the lock later sees ``closed`` and writes nothing.
+        """
         with self.lock:
+            self.closed = True
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
@@ -394,11 +401,13 @@ def set_task_progress(percent: int | float, message: str | None = None) -> None:
 def _flush_progress(attempt: _Attempt) -> None:
     with attempt.lock:
         attempt.timer = None
+        if attempt.closed or attempt.pending is None or _attempt is not attempt:
+            return  # the task ended: its end writes the report held back
         pending, attempt.pending = attempt.pending, None
-        if pending is None or _attempt is not attempt:
-            return
         attempt.last_write = time.monotonic()
-    _write_progress(attempt, *pending)
+        # under the lock: the task's end (stop()) waits for this write, so a late one
+        # cannot overwrite the final progress in job.meta
+        _write_progress(attempt, *pending)
 
 
 def _save_meta(job: Job, percent: int, message: str | None) -> None:
