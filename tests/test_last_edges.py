@@ -195,7 +195,42 @@ def test_reconcile_fails_a_row_whose_live_worker_left_the_job(project: Project) 
 # -- 2. results too large, and answered database errors ---------------------------------------
 
 
-def test_a_database_that_answers_with_an_error_is_not_called_unreachable(db_url: str) -> None:
+def test_answered_errors_are_raised_as_themselves_without_retrying(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An IntegrityError (a duplicate id) and a DataError (a name over its column) are the
+    statement's fault: raised at once as they are, never retried as an outage."""
+    from rqjobs import defaults
+    from rqjobs.store.engine import get_engine
+    from rqjobs.store.repository import TaskStore
+
+    store = TaskStore(get_engine(db_url), retry_s=30)
+    columns: dict[str, Any] = {
+        "description": "d",
+        "queue": "default",
+        "args": [],
+        "kwargs": {},
+        "timeout_s": 60,
+    }
+    first = store.insert(name="add", **columns)
+    with pytest.raises(Exception) as caught:
+        store.insert(name="add", id=first.id, **columns)
+    assert type(caught.value).__name__ == "IntegrityError"
+    assert "unreachable" not in str(caught.value)
+    long_name = "n" * (defaults.NAME_MAX_CHARS + 50)
+    if db_url.startswith("sqlite"):
+        assert store.insert(name=long_name, **columns).name == long_name  # SQLite keeps any length
+    else:
+        with pytest.raises(Exception) as caught:
+            store.insert(name=long_name, **columns)
+        assert type(caught.value).__name__ == "DataError", caught.value
+        assert "unreachable" not in str(caught.value)
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]
+
+
+def test_a_database_that_answers_with_an_error_is_not_called_unreachable(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A 20 MB result written past the decorator's limit: SQLite and PostgreSQL store it,
     MariaDB refuses the packet and drops the connection; never "unreachable", and no
     retrying for the whole of ``db_retry_s`` either."""
@@ -207,7 +242,6 @@ def test_a_database_that_answers_with_an_error_is_not_called_unreachable(db_url:
     record = store.insert(name="add", description="big", queue="default", args=[], kwargs={}, timeout_s=60)
     assert store.mark_running(record.id, "host:1")
     big = {"blob": "x" * 20_000_000}
-    started = time.monotonic()
     try:
         stored = store.mark_finished(record.id, big)
     except DatabaseError as exc:
@@ -215,7 +249,11 @@ def test_a_database_that_answers_with_an_error_is_not_called_unreachable(db_url:
         assert "unreachable" not in message, message
         assert db_url.startswith("mysql"), message
         assert "max_allowed_packet" in message or "answered" in message, message
-        assert time.monotonic() - started < 30  # gave up before the outage budget
+        # gave up after a few tries, not after the whole outage budget
+        from rqjobs.store.retry import ANSWERED_DROPS_LIMIT
+
+        retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+        assert len(retries) == ANSWERED_DROPS_LIMIT - 1, [r.getMessage() for r in retries]
         assert store.get(record.id).status == "running"  # nothing half-written
     else:
         assert stored and not db_url.startswith("mysql")
@@ -248,6 +286,9 @@ def test_max_result_bytes_comes_from_the_environment_and_is_checked(project: Pro
     task_id = project.enqueue("big-result", "--size", "200")
     project.work()
     assert "result too large (212 bytes > 100)" in project.row(task_id).log
+    from rqjobs.config import Settings
+
+    assert Settings.max_result_bytes == 1_048_576  # the default: 1 MiB
     project.env["RQJOBS_MAX_RESULT_BYTES"] = "0"
     result = project.rqjobs("enqueue", "add", "--description", "x", "--a", "1", "--b", "2")
     assert result.returncode == 2 and "max_result_bytes must be positive" in result.stderr
