@@ -64,6 +64,7 @@ class Settings:
     default_retry_interval_s: int = d.DEFAULT_RETRY_INTERVAL_S
     timeout_grace_s: float = d.TIMEOUT_GRACE_S
     result_ttl_s: int = d.RESULT_TTL_S
+    max_result_bytes: int = d.MAX_RESULT_BYTES
     failure_ttl_s: int = d.FAILURE_TTL_S
     status_limit: int = d.DEFAULT_STATUS_LIMIT
     progress_interval_s: float = d.PROGRESS_INTERVAL_S
@@ -104,6 +105,7 @@ _TOP_KEYS: dict[str, str] = {
     "default_retry_interval_s": "int",
     "timeout_grace_s": "float",
     "result_ttl_s": "int",
+    "max_result_bytes": "int",
     "failure_ttl_s": "int",
     "status_limit": "int",
     "progress_interval_s": "float",
@@ -372,7 +374,7 @@ def _validate(mail: MailSettings, values: Mapping[str, Any], where: str) -> None
         "redis_socket_timeout_s",
         "progress_interval_s",
     )
-    for key in (*positive, "url_timeout_s", "url_max_bytes"):
+    for key in (*positive, "url_timeout_s", "url_max_bytes", "max_result_bytes"):
         if key in values and values[key] <= 0:
             raise ConfigError(f"{where}: {key} must be positive")
     for key in ("default_retries", "default_retry_interval_s", "db_retry_s", "reconcile_grace_s"):

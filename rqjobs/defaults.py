@@ -32,6 +32,8 @@ BURST_REDIS_OUTAGE_LIMIT_S = 120.0
 TIMEOUT_GRACE_S = 60.0
 #: RQ keeps results and failures at least this long, so reconcile can read them
 RESULT_TTL_S = 86_400
+#: a task result larger than this, as JSON, fails its attempt for good (the same on every database)
+MAX_RESULT_BYTES = 1_048_576
 FAILURE_TTL_S = 7 * 86_400
 
 #: socket timeouts for Redis so that a dead server fails a command fast

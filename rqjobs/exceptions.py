@@ -103,6 +103,11 @@ class PermanentTaskError(RqjobsError):
     """
 
 
+class ResultTooLarge(PermanentTaskError):
+    """The task's result, as JSON, is larger than ``max_result_bytes``: the attempt fails
+    for good (the same result would come back on a retry), before the database sees it."""
+
+
 class TaskResultError(RqjobsError, TypeError):
     """The task returned a value that cannot be stored as JSON."""
 

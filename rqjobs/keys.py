@@ -23,6 +23,9 @@ FOREIGN_JOB_KEY_PREFIX = "rqjobs:task-job:"
 #: epoch seconds since which some schedule ticker has run without a break (short-lived,
 #: refreshed by every ticker; see rqjobs.schedules.ticker)
 SCHEDULES_ALIVE_SINCE_KEY = "rqjobs:schedules:alive-since"
+#: hash ``host:pid`` -> epoch seconds of that worker's latest liveness beat; kept after the
+#: worker dies (its key expires, this field stays) so reconcile can date a dead worker's end
+WORKERS_SEEN_KEY = "rqjobs:workers:seen"
 #: ``rqjobs:worker-state:<host>:<pid>`` -> why a live worker takes no jobs now (e.g.
 #: ``store failing``); set with the liveness key's expiry, deleted when the cause clears.
 #: `rqjobs workers` and the dashboard show it next to RQ's own state

@@ -45,6 +45,7 @@ LAYERS: list[list[str]] = [
     ],
     # the schedule ticker and operator actions enqueue through the api; the worker runs the ticker
     ["rqjobs.reconcile", "rqjobs.schedules"],
+    # rq_worker, health, horse_exit (a horse that exited 0 without an outcome), supervisor, pool
     ["rqjobs.worker"],
     ["rqjobs.web"],
     ["rqjobs.cli", "rqjobs.__main__", "rqjobs"],

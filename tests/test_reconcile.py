@@ -412,6 +412,31 @@ def test_a_started_entry_left_by_a_worker_that_died_taking_the_job_goes_once_the
     assert reconcile(fast) == []
 
 
+def test_a_started_entry_whose_execution_expired_goes_once_the_row_is_final(fast: Project) -> None:
+    """The chaos test's leftover with seed 284206045: an entry of a run long dead whose
+    execution hash had expired (no worker refreshed it for its heartbeat TTL) named no
+    worker, so the sweep could not call its run over and kept it for good."""
+    from rq.executions import Execution
+    from rq.registry import StartedJobRegistry
+
+    runtime, queue = _rq(fast)
+    task_id = fast.enqueue("add", "--a", "1", "--b", "2")
+    job = queue.fetch_job(str(task_id))
+    with runtime.redis.pipeline() as pipe:
+        Execution.create(job, ttl=600, pipeline=pipe, worker_name=f"{dead_label()}:feedf00d")
+        pipe.execute()
+    registry = StartedJobRegistry(queue=queue)
+    (stale,) = registry.get_job_and_execution_ids(cleanup=False)
+    runtime.redis.delete(f"rq:execution:{stale[0]}:{stale[1]}")  # what its TTL does, later
+    fast.work()
+    assert fast.row(task_id).status == "finished"
+    redis_known_for(fast)
+    changes = reconcile(fast)
+    assert {(c["task_id"], c["action"]) for c in changes} <= {(task_id, "released in Redis")}
+    assert registry.get_job_and_execution_ids(cleanup=False) == []
+    assert reconcile(fast) == []
+
+
 # -- jobs enqueued without rqjobs ----------------------------------------------------------------
 
 

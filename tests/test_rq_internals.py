@@ -83,6 +83,34 @@ def test_the_worker_hash_fields_read_exist(redis_server: Any) -> None:
         connection.flushall()
 
 
+def test_a_job_left_started_by_a_live_worker_is_told_from_one_it_runs(redis_server: Any) -> None:
+    """run_left_by_live_worker reads RQ's worker ``state`` (``busy``) and ``current_job``."""
+    from rq.worker import WorkerStatus
+
+    assert WorkerStatus.BUSY.value == "busy"
+    connection = redis_server.client()
+    connection.flushall()
+    worker = Worker(["default"], connection=connection, name="rqjobs-left-check")
+    worker.register_birth()
+    job = Job.create(func=print, connection=connection, id="7")
+    try:
+        with connection.pipeline() as pipe:
+            worker.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            worker.set_current_job_id("7", pipeline=pipe)
+            job.prepare_for_execution(worker.name, pipeline=pipe)
+            pipe.execute()
+        assert not rq_internals.run_left_by_live_worker(connection, "7", worker.name)
+        worker.set_state(WorkerStatus.IDLE)
+        assert rq_internals.run_left_by_live_worker(connection, "7", worker.name)
+        worker.set_state(WorkerStatus.BUSY)
+        worker.set_current_job_id("8")
+        assert rq_internals.run_left_by_live_worker(connection, "7", worker.name)
+        assert not rq_internals.run_left_by_live_worker(connection, "7", "someone-else")
+    finally:
+        worker.register_death()
+        connection.flushall()
+
+
 def test_the_job_hash_fields_read_exist() -> None:
     job = Job.create(func=print, connection=redis.Redis(), id="42")
     mapping = job.to_dict()

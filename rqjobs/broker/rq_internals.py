@@ -14,7 +14,8 @@ RQ 2.x keeps private:
   ``rq:scheduler:<name>``; spelled in :mod:`rqjobs.keys`) and the hash fields
   ``status``, ``worker_name``, ``origin``, ``started_at``;
 * ``rq.scripts.release_lock`` for a scheduler lock;
-* a worker's hash ``rq:worker:<name>`` and its fields ``state``, ``queues``,
+* a worker's hash ``rq:worker:<name>`` and its fields ``state`` (``busy`` while it runs a job),
+  ``queues``,
   ``current_job``, ``birth``, ``last_heartbeat``, ``successful_job_count`` and
   ``failed_job_count`` (the web dashboard's workers page).
 
@@ -165,6 +166,23 @@ def started_job_ids(redis: Redis, queue: Queue) -> set[str]:
 def job_status_and_worker(redis: Redis, job_id: str) -> tuple[str | None, str | None]:
     status, worker_name = (text(v) for v in redis.hmget(rq_job_key(job_id), "status", "worker_name"))
     return status, worker_name
+
+
+def run_left_by_live_worker(redis: Redis, job_id: str, worker_name: str) -> bool:
+    """Is ``job_id`` still ``started`` by ``worker_name`` while that worker's hash says it runs
+    no such job (idle, or busy with another)? Then its work horse ended without a verdict.
+
+    One MULTI reads both hashes, so the answer is one moment's: the horse writes ``started``
+    together with the worker's ``current_job``, and the worker goes idle only after it has
+    handled the horse's end. A worker with no hash (gone) is not this question: False.
+    """
+    pipe = redis.pipeline(transaction=True)
+    pipe.hmget(rq_job_key(job_id), "status", "worker_name")
+    pipe.hmget(rq_worker_key(worker_name), "state", "current_job")
+    (status, started_by), (state, current) = ([text(v) for v in reply] for reply in pipe.execute())
+    if status != "started" or started_by != worker_name or state is None:
+        return False
+    return state != "busy" or current != job_id
 
 
 def drop_started_entry(redis: Redis, queue: Queue, member: str) -> bool:

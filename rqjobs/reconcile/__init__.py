@@ -14,6 +14,7 @@ changes nothing and no job is enqueued twice.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
@@ -106,12 +107,20 @@ def reconcile_if_due(runtime: Runtime, interval_s: float) -> ReconcileReport | N
 
 
 def release_run(
-    runtime: Runtime, *, task_id: int | None, job_id: str, worker_label: str, worker_name: str, why: str
+    runtime: Runtime,
+    *,
+    task_id: int | None,
+    job_id: str,
+    worker_label: str,
+    worker_name: str,
+    why: str,
+    ended_at: datetime | None = None,
 ) -> Change | None:
     """Settle one run this worker process watched until its loop broke off (see rqjobs.worker.health).
 
     A row still ``running`` under ``worker_label`` is handled like a run whose worker died;
-    a final row gets RQ's copy of the job released to match.
+    a final row gets RQ's copy of the job released to match. ``ended_at``, when the
+    worker saw its horse end, is the end the row records.
     """
     if task_id is None:
         return None
@@ -121,6 +130,7 @@ def release_run(
     work = Pass(runtime, dry_run=False)
     work.lost_what = "lost"
     work.lost_detail = "the worker {worker} lost Redis while this attempt ran: {why}"
+    work.ended_at = ended_at
     info = work.job_infos([job_id])[job_id]
     if record.status == TaskStatus.RUNNING.value and record.worker == worker_label:
         work.running_row(Row.of(record), info, why, expect_worker_name=worker_name)

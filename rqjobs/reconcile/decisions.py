@@ -51,6 +51,9 @@ class Pass:
         #: how the log names an attempt whose worker is gone (release_run: a worker that lost Redis)
         self.lost_what = "worker died"
         self.lost_detail = "the worker {worker} that ran this attempt is gone: {why}"
+        self.lost_reason = "worker {worker} died ({why})"
+        #: when the attempt ended, if the caller knows (release_run: the horse was reaped then)
+        self.ended_at: datetime | None = None
 
     # -- reading --------------------------------------------------------------------------
 
@@ -106,7 +109,7 @@ class Pass:
         """running -> queued/scheduled (a retry follows) or failed, like a failed attempt."""
         values: dict[str, Any] = {"status": to_status, "progress": 100}
         if to_status == TaskStatus.FAILED.value:
-            values["finished_at"] = self.now
+            values["finished_at"] = self.last_alive(row)
         else:
             values.update(scheduled_for=when, enqueued_at=self.now, finished_at=None)
         return self._update(row, values, self._entry(row, what, detail), **expect)
@@ -121,7 +124,9 @@ class Pass:
         for row in rows:
             info = infos[job_ids[row.id]]
             try:
-                if row.status == _RUNNING:
+                if row.status == _RUNNING and self._horse_ended_quietly(row, info):
+                    self.abandon_quiet_run(row, info)
+                elif row.status == _RUNNING:
                     self.running_row(row, info, self._run_over(row, info))
                 else:
                     self.waiting_row(row, info)
@@ -143,6 +148,26 @@ class Pass:
             if label_of_worker_name(info.worker_name) == row.worker:
                 dead = self.view.run_gone_reason(info.worker_name, row.started_at)
         return dead
+
+    def _horse_ended_quietly(self, row: Row, info: JobInfo) -> bool:
+        """RQ has the job started by a worker loop that lives but has left it (idle, or busy
+        with another job): its work horse ended without recording an outcome."""
+        return (
+            info.status == "started"
+            and label_of_worker_name(info.worker_name) == row.worker
+            and self.view.run_gone_reason(info.worker_name, row.started_at) is None  # dead too
+            and rq.run_left_by_live_worker(self.redis, info.job_id, info.worker_name or "")
+        )
+
+    def abandon_quiet_run(self, row: Row, info: JobInfo) -> None:
+        why = f"its worker loop {info.worker_name} is alive but no longer runs it: the work horse ended without recording an outcome"
+        saved = self.lost_what, self.lost_detail, self.lost_reason
+        self.lost_what = "work horse ended without an outcome"
+        self.lost_detail = self.lost_reason = "{why}"
+        try:
+            self.abandon_started(row, info, why, info.worker_name)
+        finally:
+            self.lost_what, self.lost_detail, self.lost_reason = saved
 
     def running_row(
         self, row: Row, info: JobInfo, dead: str | None, expect_worker_name: str | None = None
@@ -192,11 +217,33 @@ class Pass:
         elif not info.exists:
             self.abandon_without_job(row, dead)
 
+    def last_alive(self, row: Row) -> datetime:
+        """When the attempt of ``row`` was last known to run: the end the row records.
+
+        Not when this pass noticed (TOOK and ``stats`` would count the time nobody ran it):
+        the moment the caller saw the horse end, else the worker's last liveness beat,
+        never before the attempt started nor after now.
+        """
+        seen = self.ended_at or self.view.last_seen(row.worker)
+        if seen is None:
+            return self.now
+        if row.started_at is not None:
+            started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=timezone.utc)
+            seen = max(seen, started)
+        return min(seen, self.now)
+
     def _died_detail(self, row: Row, why: str) -> str:
-        return (
-            self.lost_detail.format(worker=row.worker, why=why)
-            + ". No traceback exists; the task may have stopped at any point.\n"
+        alive, noticed = (
+            self.last_alive(row).isoformat(timespec="seconds"),
+            self.now.isoformat(timespec="seconds"),
         )
+        when = (
+            f"Last known alive at {alive}; noticed at {noticed}."
+            if alive < noticed
+            else f"Noticed at {noticed}."
+        )
+        detail = self.lost_detail.format(worker=row.worker, why=why)
+        return f"{detail}. {when} No traceback exists; the task may have stopped at any point.\n"
 
     def _overdue(self, row: Row) -> bool:
         if row.started_at is None:
@@ -208,7 +255,7 @@ class Pass:
 
     def abandon_started(self, row: Row, info: JobInfo, why: str, worker_name: str | None) -> None:
         """The job is still ``started`` in RQ by a worker that died: release it, then the row."""
-        reason = f"worker {row.worker} died ({why})"
+        reason = self.lost_reason.format(worker=row.worker, why=why)
         if self.dry_run:
             self.record(
                 row, "queued or failed", "released", reason + "; re-queued if retries remain", applied=False
@@ -241,7 +288,7 @@ class Pass:
         if self._end_attempt(
             row, to_status, when, self.lost_what, detail, attempts=row.attempts, worker=row.worker
         ):
-            self.record(row, to_status, action, f"worker {row.worker} died ({why})")
+            self.record(row, to_status, action, self.lost_reason.format(worker=row.worker, why=why))
 
     def abandon_without_job(self, row: Row, why: str) -> None:
         """The worker died and Redis has no job (it lost its data): the row decides alone."""

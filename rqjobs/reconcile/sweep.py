@@ -40,9 +40,13 @@ def sweep_started_registries(work: Pass, seen: set[str]) -> None:
                 _drop_entries_of_ended_runs(work, queue, record)
                 continue
             why = work.view.run_gone_reason(worker_name)
+            if why is None and worker_name and rq.run_left_by_live_worker(work.redis, job_id, worker_name):
+                why = f"its worker loop {worker_name} lives but no longer runs it"
             if why is None:
                 continue
-            reason = f"RQ still had the job as started by a dead worker ({why}); released to match the row"
+            reason = (
+                f"RQ still had the job as started by a run that is over ({why}); released to match the row"
+            )
             if work.dry_run:
                 work.record(Row.of(record), record.status, "released in Redis", reason)
                 continue
@@ -63,12 +67,19 @@ def _drop_entries_of_ended_runs(work: Pass, queue: Queue, record: TaskRecord) ->
     """A final row whose job RQ no longer runs, with started entries of worker runs that are over.
 
     RQ's worker adds the execution (a started entry) before it forks; a worker that dies
-    before its horse starts leaves it behind. The job is queued again (by reconcile, or by
+    before its horse starts leaves it behind. An entry whose execution hash has expired
+    (its worker died over a heartbeat TTL ago) belongs to no run at all. The job is queued again (by reconcile, or by
     RQ's intermediate-queue cleanup), another worker runs it to its end, and RQ removes that
     run's entry only: the dead run's stays until RQ's cleanup, long after the row is final.
     """
     for member, execution_worker in rq.started_entries(work.redis, queue, str(record.id)):
-        why = work.view.run_gone_reason(execution_worker)
+        if execution_worker is None:
+            # the execution hash is gone: it expired (no worker refreshed it for its heartbeat
+            # TTL) or was deleted; RQ writes it in one transaction with the entry, so no run
+            # that lives has an entry without it. Skipping it left the entry for good.
+            why: str | None = "its execution record had expired"
+        else:
+            why = work.view.run_gone_reason(execution_worker)
         if why is None:
             continue
         reason = f"RQ kept a started entry of a worker run that is over ({why}); removed to match the row"

@@ -257,8 +257,14 @@ class TaskStore(AggregateReads, SearchReads):
         retry_at: datetime | None = None,
         will_retry: bool = False,
         from_statuses: Iterable[str] = (TaskStatus.RUNNING.value,),
+        progress: int | None = None,
+        progress_message: str | None = None,
     ) -> bool:
-        """A run failed: back to queued/scheduled when a retry follows, else failed."""
+        """A run failed: back to queued/scheduled when a retry follows, else failed.
+
+        ``progress`` (and its message), when the task reported any: the value the row
+        keeps, so it agrees with RQ's ``job.meta``; else 0 when a retry follows, 100 when not.
+        """
         now = utcnow()
         if will_retry:
             status = TaskStatus.SCHEDULED if retry_at else TaskStatus.QUEUED
@@ -266,13 +272,15 @@ class TaskStore(AggregateReads, SearchReads):
         else:
             status = TaskStatus.FAILED
             extra = {"finished_at": now}
+        if progress is not None and progress_message is not None:
+            extra["progress_message"] = clip_progress_message(progress_message)
         return self._transition(
             task_id,
             from_statuses,
             status=status.value,
             log_entry=log_entry,
             # a row waiting for its next attempt starts again from 0; a failed one ended
-            progress=0 if will_retry else 100,
+            progress=(0 if will_retry else 100) if progress is None else progress,
             **extra,
         )
 

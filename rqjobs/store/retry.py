@@ -7,6 +7,12 @@ attempt can cure (a dropped or refused connection, SQLite's "database is locked"
 deadlock), tries again with exponential backoff until ``budget_s`` is spent, then raises
 :class:`~rqjobs.exceptions.DatabaseError` saying what failed.
 
+An error where the database answered (a DataError, an IntegrityError, a statement the
+server refuses) is never reported as an outage: those are raised as they are, and a
+connection that drops again and again right after answering the pool's ping (MariaDB does
+that for a packet over ``max_allowed_packet``) is reported as the statement's fault after
+:data:`ANSWERED_DROPS_LIMIT` tries, not retried for the whole budget.
+
 Where the failure happened decides whether a retry is safe:
 
 * before the statement ran, or while it ran: nothing was committed (a server rolls back
@@ -42,6 +48,11 @@ MAX_DELAY_S = 2.0
 #: client's "can't connect", "server has gone away", "lost connection" family
 _MYSQL_TRANSIENT = {1205, 1213, 2002, 2003, 2006, 2013, 2055}
 
+#: a statement whose connection drops this many times in a row, each time on a connection
+#: that had just answered the pool's ping, is the cause itself (MariaDB closes the
+#: connection on a packet over max_allowed_packet): it is not retried for ``budget_s``
+ANSWERED_DROPS_LIMIT = 3
+
 
 def is_transient(exc: BaseException, dialect_name: str) -> bool:
     """Would the same statement, tried again a little later, plausibly succeed?"""
@@ -62,6 +73,11 @@ def is_transient(exc: BaseException, dialect_name: str) -> bool:
         return code in _MYSQL_TRANSIENT or isinstance(exc, InterfaceError)
     # PostgreSQL and others: OperationalError is the connection/server-state family
     return True
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Did the connection drop (not a deadlock or a lock wait, which contention explains)?"""
+    return isinstance(exc, DisconnectionError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def short_reason(exc: BaseException) -> str:
@@ -91,6 +107,7 @@ def run_with_retry(
     delay = FIRST_DELAY_S
     attempts = 0
     ambiguous = False
+    answered_drops = 0  # failures in a row that came after the server answered the ping
     while True:
         attempts += 1
         phase = "connect"
@@ -120,12 +137,26 @@ def run_with_retry(
                 raise
             if phase == "commit" and not readonly:
                 ambiguous = True
+            # past "connect" the pool's pre-ping (servers) or the file (SQLite) answered
+            answered = phase != "connect"
+            answered_drops = answered_drops + 1 if answered and _dropped(exc) else 0
+            tried = f"tried {attempts} time{'s' if attempts > 1 else ''}"
+            if answered_drops >= ANSWERED_DROPS_LIMIT and engine.dialect.name != "sqlite":
+                raise DatabaseError(
+                    f"the task database answered, then failed this statement {answered_drops} times "
+                    f"in a row (not an outage: the statement itself, e.g. a value over the server's "
+                    f"max_allowed_packet): could not {what}: {short_reason(exc)}"
+                ) from exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if answered and engine.dialect.name != "sqlite":
+                    raise DatabaseError(
+                        f"the task database answered but could not {what} ({tried} over "
+                        f"{budget_s:g} s): {short_reason(exc)}"
+                    ) from exc
                 raise DatabaseError(
                     f"the task database is unreachable: could not {what} "
-                    f"(tried {attempts} time{'s' if attempts > 1 else ''} over {budget_s:g} s): "
-                    f"{short_reason(exc)}"
+                    f"({tried} over {budget_s:g} s): {short_reason(exc)}"
                 ) from exc
             wait = min(delay * (0.5 + random.random()), remaining)
             log.warning(

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from rqjobs.exceptions import (
     InvalidInput,
     PermanentTaskError,
+    ResultTooLarge,
     TaskDefinitionError,
     TaskNotFound,
     TaskResultError,
@@ -168,13 +169,22 @@ class _Attempt:
     timer: threading.Timer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     timeout_fired: bool = False
+    #: the latest report, written or held back: what the row and job.meta say at the end
+    last_reported: tuple[int, str | None] | None = None
+    closed: bool = False
 
     @property
     def pending_message(self) -> str | None:
         return self.pending[1] if self.pending else None
 
     def stop(self) -> None:
+        """No report is written after this returns: the task's end writes the last one.
+
+        A flush under way holds the lock until its write is done, so this waits for it;
+        one that gets the lock later sees ``closed`` and writes nothing.
+        """
         with self.lock:
+            self.closed = True
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
@@ -298,10 +308,16 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
                 "the task caught the timeout and returned anyway"
             )
         result = _normalise_result(value)
+        _check_result_size(result, runtime.settings.max_result_bytes)
         _attempt.stop()
         pending_message = _attempt.pending_message
+        reported = _attempt.last_reported
         _attempt = None
         store.mark_finished(task_id, result, progress_message=pending_message)
+        if reported is not None:
+            # RQ's copy must end where the row does: 100, with the last message (the one
+            # held back by the throttle reached neither job.meta nor the row before)
+            _save_meta(job, 100, pending_message if pending_message is not None else reported[1])
         job.rqjobs_row_recorded = True  # type: ignore[attr-defined]
         return result
     except BaseException as exc:
@@ -318,6 +334,8 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
         record = store.get(task_id)
         if timed_out:
             what = f"timed out after {job.timeout} s"
+        elif isinstance(exc, ResultTooLarge):
+            what = f"{exc} (not retried)"
         elif permanent:
             kind = "an input error" if input_error else "PermanentTaskError"
             what = f"failed permanently ({kind}: not retried)"
@@ -326,7 +344,23 @@ def _run_tracked(spec: TaskSpec, job: Job, args: Sequence[Any], kwargs: Mapping[
         entry = attempt_log_entry(
             record.attempts if record else 0, what, traceback.format_exc(), where=worker
         )
-        store.mark_attempt_failed(task_id, entry, will_retry=will_retry, retry_at=retry_at)
+        reported = _attempt.last_reported if _attempt is not None else None
+        if _attempt is not None:
+            _attempt.stop()
+        if reported is None:
+            store.mark_attempt_failed(task_id, entry, will_retry=will_retry, retry_at=retry_at)
+        else:
+            # the row and job.meta keep the last value reported (0 while a retry waits)
+            percent = 0 if will_retry else reported[0]
+            store.mark_attempt_failed(
+                task_id,
+                entry,
+                will_retry=will_retry,
+                retry_at=retry_at,
+                progress=percent,
+                progress_message=reported[1],
+            )
+            _save_meta(job, percent, reported[1])
         job.rqjobs_row_recorded = True  # type: ignore[attr-defined]
         raise
     finally:
@@ -352,12 +386,13 @@ def set_task_progress(percent: int | float, message: str | None = None) -> None:
         if wait_s > 0:
             # held back; written by a timer when the interval is up, so a task that then
             # works quietly for a long while still shows where it is
-            attempt.pending = (percent, message)
+            attempt.pending = attempt.last_reported = (percent, message)
             if attempt.timer is None:
                 attempt.timer = threading.Timer(wait_s, _flush_progress, args=(attempt,))
                 attempt.timer.daemon = True
                 attempt.timer.start()
             return
+        attempt.last_reported = (percent, message)
         attempt.last_write = time.monotonic()
         attempt.pending = None
     _write_progress(attempt, percent, message)
@@ -366,11 +401,36 @@ def set_task_progress(percent: int | float, message: str | None = None) -> None:
 def _flush_progress(attempt: _Attempt) -> None:
     with attempt.lock:
         attempt.timer = None
+        if attempt.closed or attempt.pending is None or _attempt is not attempt:
+            return  # the task ended: its end writes the report held back
         pending, attempt.pending = attempt.pending, None
-        if pending is None or _attempt is not attempt:
-            return
         attempt.last_write = time.monotonic()
-    _write_progress(attempt, *pending)
+        # under the lock: the task's end (stop()) waits for this write, so a late one
+        # cannot overwrite the final progress in job.meta
+        _write_progress(attempt, *pending)
+
+
+def _save_meta(job: Job, percent: int, message: str | None) -> None:
+    """Best effort, like every progress write: Redis trouble here never fails the task."""
+    job.meta["progress"] = percent
+    job.meta["progress_message"] = message
+    try:
+        job.save_meta()
+    except Exception as exc:  # redis-py errors, and anything the connection raises
+        logging.getLogger("rqjobs.progress").warning("progress of job %s not saved in Redis: %s", job.id, exc)
+
+
+def _check_result_size(result: dict[str, Any], limit: int) -> None:
+    """Refuse a result larger than ``max_result_bytes`` before the database sees it.
+
+    The same limit on every database: SQLite would store 20 MB, MariaDB would drop the
+    connection (max_allowed_packet) and the task would look like a database outage.
+    """
+    if limit <= 0:
+        return
+    size = len(json.dumps(result).encode("utf-8"))
+    if size > limit:
+        raise ResultTooLarge(f"result too large ({size} bytes > {limit})")
 
 
 def _write_progress(attempt: _Attempt, percent: int, message: str | None) -> None:

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from rqjobs import defaults
@@ -269,6 +270,7 @@ class WorkerHealthMixin:
         if job is None:
             return
         horse_pid = getattr(self, "horse_pid", 0)
+        ended_at = None
         if horse_pid:
             limit_s = (job.timeout if job.timeout and job.timeout > 0 else defaults.DEFAULT_TIMEOUT_S) + 60
             deadline = time.monotonic() + limit_s
@@ -285,6 +287,7 @@ class WorkerHealthMixin:
                 self.kill_horse()  # type: ignore[attr-defined]
                 self.wait_for_horse()  # type: ignore[attr-defined]
             self._horse_pid = 0
+            ended_at = datetime.now(timezone.utc)  # the row's end: not when Redis came back
         from rqjobs.reconcile import release_run
 
         status = self.last_horse_status
@@ -298,6 +301,7 @@ class WorkerHealthMixin:
             worker_label=self.label,
             worker_name=self.name,
             why=ended,
+            ended_at=ended_at,
         )
         if change is not None:
             log.warning("after the Redis outage: %s", change.describe())

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from rqjobs.hostpid import is_this_host, split_host_pid
-from rqjobs.keys import REDIS_SINCE_KEY, liveness_key
+from rqjobs.keys import REDIS_SINCE_KEY, WORKERS_SEEN_KEY, liveness_key
 from rqjobs.worker.process import label_of_worker_name, local_process_alive
 
 if TYPE_CHECKING:
@@ -73,6 +74,16 @@ class LivenessView:
             raw = self.redis.get(liveness_key(label))
             self._names[label] = raw.decode() if isinstance(raw, bytes) else raw
         return self._names[label]
+
+    def last_seen(self, label: str | None) -> datetime | None:
+        """When the worker ``label`` last beat (UTC), or None if it never wrote one."""
+        if not label:
+            return None
+        raw = self.redis.hget(WORKERS_SEEN_KEY, label)
+        try:
+            return datetime.fromtimestamp(float(raw), tz=timezone.utc) if raw is not None else None
+        except ValueError:
+            return None
 
     def key_present(self, label: str) -> bool:
         return self.current_name(label) is not None
@@ -139,6 +150,8 @@ class LivenessBeacon:
         pipe = self._client.pipeline(transaction=False)
         pipe.set(liveness_key(self.label), self.worker_name, px=max(1, int(self.ttl_s * 1000)))
         pipe.eval(_MARK_SCRIPT, 1, REDIS_SINCE_KEY)
+        # outlives the key: when this process dies, reconcile dates its runs' end from it
+        pipe.hset(WORKERS_SEEN_KEY, self.label, f"{time.time():.3f}")
         pipe.execute()
 
     def start(self) -> None:
@@ -174,6 +187,7 @@ class LivenessBeacon:
         if self._client is not None:
             try:
                 self._client.delete(liveness_key(self.label))
+                self._client.hdel(WORKERS_SEEN_KEY, self.label)
             except Exception:
                 pass  # it expires on its own
             self._client.close()

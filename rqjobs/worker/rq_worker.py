@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from rqjobs.store.models import utcnow
 from rqjobs.store.repository import attempt_log_entry
 from rqjobs.tasks import commons
 from rqjobs.worker.health import WorkerHealthMixin
+from rqjobs.worker.horse_exit import describe_end, settle_quiet_exit
 from rqjobs.worker.process import signal_description
 from rqjobs.worker.reload import ConfigWatcher
 from rqjobs.worker.supervisor import run_supervised
@@ -188,8 +190,11 @@ class RqjobsWorker(ScheduleTickerMixin, WorkerHealthMixin, Worker):
         timeout = job.timeout if job.timeout is not None else self.queue_class.DEFAULT_TIMEOUT
         if timeout > 0:  # -1: no timeout
             self._kill_deadline = time.monotonic() + timeout + self.runtime.settings.timeout_grace_s
+        horse_pid = self.horse_pid
         try:
             super().monitor_work_horse(job, queue)
+            if self.last_horse_status == os.EX_OK:  # RQ looks no further than that: we do
+                settle_quiet_exit(self, job, queue, horse_pid, os.EX_OK)
         finally:
             self._kill_deadline = None
             self._killed_for_timeout = None
@@ -216,7 +221,7 @@ class RqjobsWorker(ScheduleTickerMixin, WorkerHealthMixin, Worker):
         # RQ has reset current_job_working_time by now: measure from the monitor's start
         elapsed_s = (utcnow() - job.started_at).total_seconds() if job.started_at else 0.0
         how = signal_description(ret_val)
-        what = f"work horse {how}"
+        what = describe_end(how, ret_val)
         detail = (
             f"the process running the task ({retpid}) was {how} after {elapsed_s:.1f} s; no traceback exists"
         )
