@@ -159,14 +159,21 @@ def _setup_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_store_engine(url: str) -> Engine:
-    """A new engine for ``url`` (no schema check); most callers want :func:`get_engine`."""
+def create_store_engine(url: str, *, pooled: bool = True) -> Engine:
+    """A new engine for ``url`` (no schema check); most callers want :func:`get_engine`.
+
+    ``pooled=False``: every connection is opened for its use and closed after it.
+    """
     try:
         parsed = make_url(url)
     except Exception as exc:
         raise DatabaseError(f"invalid database_url: {exc}") from None
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {}
+    if not pooled:
+        from sqlalchemy.pool import NullPool
+
+        kwargs["poolclass"] = NullPool
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             from rqjobs.private import create_private_file, ensure_private_dir
@@ -178,7 +185,7 @@ def create_store_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"timeout": defaults.SQLITE_BUSY_TIMEOUT_S}
     elif backend in ("postgresql", "mysql", "mariadb"):
         kwargs["connect_args"] = _server_connect_args(backend, parsed)
-        if backend != "postgresql":
+        if backend != "postgresql" and pooled:
             # MariaDB closes idle connections after wait_timeout (8 h by default)
             kwargs["pool_recycle"] = 3600
     try:

@@ -33,6 +33,7 @@ from rqjobs.store.repository import attempt_log_entry
 from rqjobs.tasks import commons
 from rqjobs.worker.health import WorkerHealthMixin
 from rqjobs.worker.process import signal_description
+from rqjobs.worker.store_pause import StorePauseMixin
 from rqjobs.worker.supervisor import run_supervised
 
 if TYPE_CHECKING:
@@ -56,11 +57,13 @@ class TrackingDeathPenalty(UnixSignalDeathPenalty):
         super().handle_death_penalty(signum, frame)
 
 
-class RqjobsWorker(ScheduleTickerMixin, WorkerHealthMixin, Worker):
+class RqjobsWorker(ScheduleTickerMixin, StorePauseMixin, WorkerHealthMixin, Worker):
     """A forking RQ worker that keeps task rows truthful.
 
     :class:`~rqjobs.worker.health.WorkerHealthMixin` adds the liveness key, periodic
     reconcile, horses that die with the worker, and tolerance of Redis outages;
+    :class:`~rqjobs.worker.store_pause.StorePauseMixin` takes no jobs while the task
+    database fails;
     :class:`~rqjobs.schedules.ticker.ScheduleTickerMixin` fires the ``[[schedule]]`` ticks.
     """
 
