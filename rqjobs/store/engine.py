@@ -80,7 +80,7 @@ def fork_gate(engine: Engine) -> Any:
 def _setup_server(engine: Engine) -> None:
     """Pessimistic disconnect handling with a deadline: the ping SQLAlchemy's ``pool_pre_ping``
     would send, but after the armed attempt has learnt which socket to cut."""
-    from sqlalchemy.exc import DisconnectionError
+    from sqlalchemy.exc import DisconnectionError, OperationalError
 
     from rqjobs.store import watchdog
 
@@ -102,6 +102,11 @@ def _setup_server(engine: Engine) -> None:
         try:
             alive = engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:
+            if watchdog.overdue():
+                # cut for its deadline: no new connection now (SQLAlchemy would make one on a
+                # DisconnectionError, adding a connect timeout to the wait); this error
+                # invalidates the pooled one and reaches the retry wrapper
+                raise OperationalError("ping", None, exc, connection_invalidated=True) from exc
             raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
         if not alive:
             raise DisconnectionError("pooled connection failed its ping")
@@ -110,6 +115,13 @@ def _setup_server(engine: Engine) -> None:
     def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
         if dbapi_connection is not None:
             watchdog.untrack(dbapi_connection)
+
+
+def _int_or(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
 
 
 def _server_connect_args(backend: str, parsed: Any) -> dict[str, Any]:
@@ -131,7 +143,9 @@ def _server_connect_args(backend: str, parsed: Any) -> dict[str, Any]:
     else:
         # PyMySQL's socket timeouts: during the handshake, the connect timeout (see
         # _setup_server); then a backstop for calls outside the retry wrapper
-        connect_s = args.get("connect_timeout", defaults.DB_CONNECT_TIMEOUT_S)
+        connect_s = args.get("connect_timeout") or _int_or(
+            parsed.query.get("connect_timeout"), defaults.DB_CONNECT_TIMEOUT_S
+        )
         tcp = {"read_timeout": connect_s, "write_timeout": connect_s}
     args.update({key: value for key, value in tcp.items() if key not in parsed.query})
     return args

@@ -145,6 +145,12 @@ def track(dbapi_connection: Any) -> None:
         _cut(dbapi_connection)
 
 
+def overdue() -> bool:
+    """Is the calling thread's armed attempt past its deadline (cut, or about to be)?"""
+    attempt: _Attempt | None = getattr(_local, "attempt", None)
+    return attempt is not None and (attempt.cut or attempt.deadline <= time.monotonic())
+
+
 def untrack(dbapi_connection: Any) -> None:
     """Called on checkin: a connection back in the pool is no longer this attempt's to cut."""
     attempt: _Attempt | None = getattr(_local, "attempt", None)

@@ -102,8 +102,12 @@ class Reconciler:
             with fork_gate(self._own.store.engine):
                 report = reconcile_if_due(self._own, self.interval_s)
         except Exception as exc:
+            from rqjobs.exceptions import RqjobsError
+
             level = logging.DEBUG if is_broker_error(exc) else logging.WARNING
-            log.log(level, "reconcile pass failed: %s: %s", type(exc).__name__, exc, exc_info=level > 20)
+            # rqjobs' own errors say what failed; anything else gets its traceback
+            trace = level > logging.INFO and not isinstance(exc, RqjobsError)
+            log.log(level, "reconcile pass failed: %s: %s", type(exc).__name__, exc, exc_info=trace)
             return
         for change in report.changes if report else ():
             log.warning("reconcile: %s", change.describe())
