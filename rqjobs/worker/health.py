@@ -30,6 +30,35 @@ if TYPE_CHECKING:
 log = logging.getLogger("rqjobs.worker")
 
 
+_next_revival_s = 0.0
+
+
+def revive_embedded_redis(runtime: Runtime) -> None:
+    """Start the embedded redis-server again if it is gone (no ``redis_url`` configured).
+
+    ``rqjobs redis stop --force``, a crash or the OOM killer may end it under a running
+    worker, which would otherwise wait forever for a server nobody starts. At most one
+    try every few seconds; the start lock in :func:`rqjobs.broker.embedded.ensure_running`
+    makes concurrent workers start one server between them.
+    """
+    global _next_revival_s
+    settings = runtime.settings
+    if not settings.embedded_redis or time.monotonic() < _next_revival_s:
+        return
+    _next_revival_s = time.monotonic() + defaults.REDIS_RECONNECT_MAX_WAIT_S
+    from rqjobs.broker import embedded
+
+    socket_path = embedded.socket_path_for(settings.data_dir)
+    if embedded.ping(socket_path):
+        return
+    try:
+        embedded.ensure_running(settings.data_dir, settings.redis_server)
+    except Exception as exc:
+        log.warning("the embedded redis-server is gone and could not be started again: %s", exc)
+        return
+    log.warning("the embedded redis-server was gone; started it again at unix://%s", socket_path)
+
+
 class WorkerHealthMixin:
     """Liveness, periodic reconcile and outage tolerance for :class:`rqjobs.worker.rq_worker.RqjobsWorker`.
 
@@ -187,8 +216,17 @@ class WorkerHealthMixin:
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if not getattr(self, "is_horse", False):
             self.note_progress()  # RQ's dequeue loop beats before each wait
-        if pipeline is not None or not getattr(self, "horse_pid", 0):
+        if pipeline is not None:
             return super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+        if not getattr(self, "horse_pid", 0):
+            try:
+                return super().heartbeat(timeout)  # type: ignore[misc]
+            except Exception as exc:
+                # RQ's dequeue loop beats first and retries on a connection error: the
+                # place to notice that the embedded server is gone
+                if is_broker_error(exc) and not getattr(self, "is_horse", False):
+                    revive_embedded_redis(self.runtime)
+                raise
         try:
             super().heartbeat(timeout)  # type: ignore[misc]
         except Exception as exc:

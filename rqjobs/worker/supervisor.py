@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rqjobs import defaults
 from rqjobs.broker.connection import is_broker_error
 from rqjobs.hostpid import host_pid
+from rqjobs.worker.health import revive_embedded_redis
 from rqjobs.worker.liveness import LivenessBeacon
 
 if TYPE_CHECKING:
@@ -152,9 +153,13 @@ def run_supervised(
                 return w is not None and bool(w.stop_signaled)
 
             try:
-                if not _wait_for_redis(
-                    runtime, give_up_s, stop_requested, beacon.note_progress if beacon else lambda: None
-                ):
+
+                def tick(b: LivenessBeacon | None = beacon) -> None:
+                    if b is not None:
+                        b.note_progress()
+                    revive_embedded_redis(runtime)
+
+                if not _wait_for_redis(runtime, give_up_s, stop_requested, tick):
                     if stop_requested():
                         return worked
                     raise BrokerUnavailable(
