@@ -18,8 +18,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +74,20 @@ def fork_gate(engine: Engine) -> Any:
     SQLite only (its library lives in this process); a server database's client holds no
     process-wide lock a child needs, and a frozen server must not hold up the fork.
     """
-    import contextlib
-
     return _fork_gate if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def forking(on_wait: Callable[[], None]) -> Iterator[None]:
+    """Hold the fork gate around a fork, calling ``on_wait`` every half second while a
+    SQLite pass in another thread still holds it (the caller is waiting, not stuck)."""
+    gate = _fork_gate
+    while not gate.acquire(timeout=0.5):
+        on_wait()
+    try:
+        yield
+    finally:
+        gate.release()
 
 
 def _setup_server(engine: Engine) -> None:

@@ -194,6 +194,14 @@ class WorkerHealthMixin:
             self.drained = True
         return result
 
+    def fork_work_horse(self, job: Any, queue: Any) -> None:
+        # a SQLite reconcile pass in the other thread holds the fork gate (see
+        # rqjobs.worker.reconciler); waiting for it is progress, not a stuck loop
+        from rqjobs.store.engine import forking
+
+        with forking(self.note_progress):
+            super().fork_work_horse(job, queue)  # type: ignore[misc]
+
     def wait_for_horse(self) -> Any:
         pid, status, rusage = super().wait_for_horse()  # type: ignore[misc]
         if pid:
