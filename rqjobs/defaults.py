@@ -46,6 +46,17 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 DB_RETRY_S = 30.0
 #: a PostgreSQL/MariaDB connection attempt gives up after this long (no hang on a dead host)
 DB_CONNECT_TIMEOUT_S = 10
+#: a row read or write whose retry budget is spent is still given this long to answer
+DB_MIN_ATTEMPT_S = 2.0
+#: PostgreSQL TCP keepalives (idle, interval, probes) and tcp_user_timeout: a peer gone from
+#: the network is noticed in about 25 s, idle or not
+DB_KEEPALIVE_IDLE_S = 10
+DB_KEEPALIVE_INTERVAL_S = 5
+DB_KEEPALIVE_COUNT = 3
+DB_TCP_USER_TIMEOUT_S = 30.0
+#: MariaDB/MySQL socket read and write timeouts (PyMySQL): a backstop; row reads and writes
+#: are cut at their retry deadline anyway (rqjobs.store.watchdog)
+DB_SOCKET_TIMEOUT_S = 300
 
 EMBEDDED_REDIS_START_TIMEOUT_S = 10.0
 EMBEDDED_REDIS_STOP_TIMEOUT_S = 10.0

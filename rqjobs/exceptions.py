@@ -82,6 +82,10 @@ class DatabaseError(RqjobsError):
     """The task database could not be used."""
 
 
+class StoreFailing(DatabaseError):
+    """A burst worker found the task database failing and stopped, leaving the queue as it was."""
+
+
 class SchemaOutdated(DatabaseError):
     """The task database needs an upgrade: run `rqjobs db upgrade`."""
 

@@ -12,6 +12,11 @@ The short form (300 tasks) runs with the suite; for a long run:
 It runs with a fixed seed (the same faults in the same order every time);
 ``RQJOBS_CHAOS_SEED=random`` or ``RQJOBS_CHAOS_SEED=<n>`` picks others.
 
+It runs on SQLite; ``RQJOBS_CHAOS_DB=postgresql`` (or ``mysql``) runs it on a database of its
+own on the server named by ``RQJOBS_TEST_POSTGRES_URL`` (``RQJOBS_TEST_MYSQL_URL``), dropped after:
+
+    RQJOBS_CHAOS_DB=postgresql RQJOBS_CHAOS_TASKS=2000 .venv/bin/python -m pytest tests/test_chaos.py -s
+
 Delivery is at-least-once: a task whose run was cut off after its work was done runs
 again. ``done.log`` counts completions per task to show it; a row still records one.
 """
@@ -39,6 +44,8 @@ TASKS = int(os.environ.get("RQJOBS_CHAOS_TASKS", "300"))
 #: (or a number) explores other orders of faults
 _SEED_TEXT = os.environ.get("RQJOBS_CHAOS_SEED", "284206045")
 SEED = random.randrange(1 << 30) if _SEED_TEXT == "random" else int(_SEED_TEXT)
+#: "sqlite" (the default), or a server configured for the database tests
+CHAOS_DB = os.environ.get("RQJOBS_CHAOS_DB", "sqlite")
 
 #: kind -> (share of the tasks, retries, retry interval in seconds, timeout in seconds)
 KINDS = {
@@ -50,6 +57,27 @@ KINDS = {
 }
 STANDALONE_WORKERS = 2
 POOL_WORKERS = 2
+
+
+@pytest.fixture
+def chaos_database(tmp_path: Path) -> Iterator[str | None]:
+    """The database URL the run uses: None for the project's SQLite file, else a fresh
+    database on the server ``RQJOBS_CHAOS_DB`` names."""
+    if CHAOS_DB == "sqlite":
+        yield None
+        return
+    from tests.support.databases import SERVER_URLS, ServerDatabase
+
+    if CHAOS_DB not in SERVER_URLS:
+        pytest.fail(
+            f"RQJOBS_CHAOS_DB={CHAOS_DB} needs RQJOBS_TEST_{'POSTGRES' if CHAOS_DB == 'postgresql' else 'MYSQL'}_URL"
+        )
+    database = ServerDatabase(CHAOS_DB, SERVER_URLS[CHAOS_DB])
+    database.create()
+    try:
+        yield database.url_string()
+    finally:
+        database.drop()
 
 
 @pytest.fixture
@@ -211,12 +239,13 @@ def _explain_unfinished(project: Project) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180 + TASKS)
-def test_chaos(project: Project, own_redis: RedisServer) -> None:
+def test_chaos(project: Project, own_redis: RedisServer, chaos_database: str | None) -> None:
     rng = random.Random(SEED)
-    print(f"\nchaos: {TASKS} tasks, seed {SEED} (RQJOBS_CHAOS_SEED={SEED} repeats it)")
+    print(f"\nchaos: {TASKS} tasks on {CHAOS_DB}, seed {SEED} (RQJOBS_CHAOS_SEED={SEED} repeats it)")
     project.redis = own_redis
     configure(
         project,
+        database_url=chaos_database,
         tasks_modules=CHAOS_MODULES,
         redis_url=own_redis.url,
         reconcile_interval_s=1.0,

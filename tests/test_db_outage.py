@@ -9,6 +9,7 @@ nothing in Redis; a commit whose reply was lost is neither repeated nor misrepor
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -185,3 +186,95 @@ def test_progress_during_an_outage_is_skipped_not_retried(
         proxy.up()
     assert store.set_progress(task.id, 60, "on again")
     assert _direct_store(server_db).get(task.id).progress == 60
+
+
+def test_a_worker_whose_database_is_cut_takes_no_jobs_until_it_is_back(
+    project: Project,
+    proxy: TcpProxy,
+    server_db: ServerDatabase,  # noqa: F811
+) -> None:
+    from rqjobs.hostpid import host_pid
+    from rqjobs.keys import liveness_key, worker_state_key
+    from tests.faults import kill_session, stop
+
+    _configure(project, proxy, server_db, retry_s=2)
+    redis = project.redis.client()  # type: ignore[union-attr]
+    worker = project.start_worker()
+    try:
+        label = host_pid(worker.pid)
+        wait_for(lambda: redis.exists(liveness_key(label)), timeout=60, message="the worker's liveness key")
+        proxy.down()
+        project.env = {"RQJOBS_DATABASE_URL": server_db.url_string()}  # the test enqueues directly
+        ids = [project.enqueue("add", "--a", str(n), "--b", "1", description=f"cut {n}") for n in range(3)]
+        project.env = {}
+        state = wait_for(lambda: redis.get(worker_state_key(label)), timeout=60, message="the pause")
+        assert state == b"store failing"
+        # nothing was taken and failed: every job waits in Redis, every row is still queued
+        assert sorted(redis.lrange("rq:queue:default", 0, -1)) == sorted(str(i).encode() for i in ids)
+        assert [_direct_store(server_db).get(i).status for i in ids] == ["queued"] * 3
+        assert redis.zcard("rq:failed:default") == 0
+        log = (project.root / "worker.log").read_text()
+        assert "the task database is failing" in log and "takes no jobs until the database answers" in log
+        proxy.up()
+        for task_id in ids:
+            wait_for(
+                lambda t=task_id: _direct_store(server_db).get(t).status == "finished",
+                timeout=60,
+                message=f"task {task_id} to run once the database is back",
+            )
+        assert not redis.exists(worker_state_key(label))
+        assert [_direct_store(server_db).get(i).attempts for i in ids] == [1, 1, 1]
+    finally:
+        project.env = {}
+        stop(worker)
+        kill_session(worker)
+
+
+def test_deleting_the_sqlite_wal_under_a_worker_does_not_burn_the_queue(project: Project) -> None:
+    """Issue 11 point 8: "disk I/O error" on every new connection; the worker pauses, and
+    the database heals once no connection holds the deleted file (the worker lets go of its
+    own), then the queue is worked off."""
+    from rqjobs import enqueue_task
+    from rqjobs.hostpid import host_pid
+    from rqjobs.keys import liveness_key, worker_state_key
+    from rqjobs.store.engine import forget_engines
+    from tests.faults import kill_session, stop
+
+    redis = project.redis.client()  # type: ignore[union-attr]
+    worker = project.start_worker()
+    try:
+        label = host_pid(worker.pid)
+        first = project.enqueue("add", "--a", "1", "--b", "1")
+        wait_for(lambda: project.row(first).status == "finished", timeout=60, message="the first task")
+        # the test's own pooled connection, opened before the deletion, goes on working
+        runtime = project.runtime()
+        wal = project.root / "tasks.sqlite3-wal"
+        assert wal.exists()
+        wal.unlink()
+        ids = [
+            enqueue_task("add", n, 1, description=f"after the wal went {n}", runtime=runtime).id
+            for n in range(3)
+        ]
+        state = wait_for(lambda: redis.get(worker_state_key(label)), timeout=60, message="the pause")
+        assert state == b"store failing"
+        assert sorted(redis.lrange("rq:queue:default", 0, -1)) == sorted(str(i).encode() for i in ids)
+        assert redis.zcard("rq:failed:default") == 0
+        assert [runtime.store.get(i).status for i in ids] == ["queued"] * 3
+        log = (project.root / "worker.log").read_text()
+        assert "disk I/O error" in log and "goes back to its queue unrun" in log
+        assert redis.exists(liveness_key(label))  # paused, still alive
+        forget_engines()  # the test lets go of its connection too: SQLite can recover
+
+        def finished() -> bool:
+            # a new process each time: a connection that met the error must not linger here
+            shown = project.rqjobs("status", "--finished", "--json")
+            return shown.returncode == 0 and {r["id"] for r in json.loads(shown.stdout)} >= {first, *ids}
+
+        wait_for(
+            finished, timeout=60, interval=0.5, message="the queue to be worked off once the database heals"
+        )
+        assert "the task database answers again" in (project.root / "worker.log").read_text()
+        assert not redis.exists(worker_state_key(label))
+    finally:
+        stop(worker)
+        kill_session(worker)

@@ -342,6 +342,15 @@ def repush_in_redis(
     return False
 
 
+def return_to_queue_front(redis: Redis, queue: Queue, job_id: str) -> None:
+    """Undo a dequeue: a job the worker took but will not start goes back to the head of
+    its queue (out of RQ's intermediate list), so the queue's order is kept."""
+    with redis.pipeline() as pipe:
+        pipe.lrem(queue.intermediate_queue_key, 0, job_id)
+        pipe.lpush(queue.key, job_id)
+        pipe.execute()
+
+
 def scheduler_locks(redis: Redis) -> Iterator[tuple[str, str, dict[str | None, str | None]]]:
     """``(lock key, owner, the owner's scheduler hash)`` of every queue's scheduler lock that is held."""
     for name in queue_names(redis):

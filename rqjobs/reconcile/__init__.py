@@ -51,13 +51,27 @@ def _holder_is_dead(token: str | None) -> bool:
     return holder is not None and is_this_host(holder[0]) and not local_process_alive(holder[1])
 
 
+def _holder_is_stuck(redis: Redis, token: str | None) -> bool:
+    """A holder whose worker says its main loop is stuck (its beacon stopped vouching): its
+    pass is most likely stuck on the same database call, and must not hold every other
+    worker's pass up until the lock expires. Passes may overlap safely."""
+    if not token or "#" not in token:
+        return False
+    from rqjobs.keys import liveness_key, worker_state_key
+    from rqjobs.worker.liveness import STUCK_STATE
+
+    label = token.split("#", 1)[0]
+    state = text(redis.get(worker_state_key(label)))
+    return bool(state and state.startswith(STUCK_STATE)) and not redis.exists(liveness_key(label))
+
+
 def _acquire(redis: Redis, key: str, token: str, ttl_ms: int, wait_s: float) -> bool:
     deadline = time.monotonic() + wait_s
     while True:
         if redis.set(key, token, nx=True, px=ttl_ms):
             return True
         holder = text(redis.get(key))
-        if holder is not None and _holder_is_dead(holder):
+        if holder is not None and (_holder_is_dead(holder) or _holder_is_stuck(redis, holder)):
             redis.eval(_RELEASE_LOCK, 1, key, holder)
             continue
         if time.monotonic() >= deadline:

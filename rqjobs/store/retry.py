@@ -34,7 +34,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
+from rqjobs import defaults
 from rqjobs.exceptions import DatabaseError
+from rqjobs.store import watchdog
 
 log = logging.getLogger("rqjobs.store")
 
@@ -101,9 +103,16 @@ def run_with_retry(
     ``verify`` is called (in a fresh transaction) only when an earlier attempt failed
     during COMMIT: it returns the value that attempt would have returned if it landed,
     or None if it did not (then ``work`` runs again).
+
+    Each attempt is cut (its socket shut down by :mod:`rqjobs.store.watchdog`) once the
+    budget is spent, or ``DB_MIN_ATTEMPT_S`` after it began if that is later; SQLAlchemy
+    may then try one new connection, itself bounded by the connect timeout. So a server
+    that stops answering holds the caller about ``budget_s`` plus the connect timeout at
+    most, never indefinitely.
     """
     autocommit = _autocommit_options(engine) if single_statement and not readonly else None
-    deadline = time.monotonic() + budget_s
+    started = time.monotonic()
+    deadline = started + budget_s
     delay = FIRST_DELAY_S
     attempts = 0
     ambiguous = False
@@ -111,41 +120,49 @@ def run_with_retry(
     while True:
         attempts += 1
         phase = "connect"
+        attempt_deadline = max(deadline, time.monotonic() + defaults.DB_MIN_ATTEMPT_S)
+        attempt = None
         try:
-            conn = engine.connect()
-            if readonly:
-                conn = conn.execution_options(rqjobs_readonly=True)
-            elif autocommit:
-                # one INSERT/UPDATE needs no BEGIN ... COMMIT around it: the database makes
-                # it atomic, and two round trips fewer is most of a row write's cost
-                conn = conn.execution_options(**autocommit)
-            with conn:
-                with conn.begin():
-                    if ambiguous and verify is not None:
-                        phase = "verify"
-                        landed = verify(conn)
-                        if landed is not None:
-                            return landed
-                    # an autocommitted statement is committed as it executes: a lost reply
-                    # there is as ambiguous as a lost COMMIT reply
-                    phase = "commit" if autocommit else "execute"
-                    result = work(conn)
-                    phase = "commit"  # the context manager commits on leaving
-            return result
+            with watchdog.armed(attempt_deadline, enabled=engine.dialect.name != "sqlite") as attempt:
+                conn = engine.connect()
+                if readonly:
+                    conn = conn.execution_options(rqjobs_readonly=True)
+                elif autocommit:
+                    # one INSERT/UPDATE needs no BEGIN ... COMMIT around it: the database makes
+                    # it atomic, and two round trips fewer is most of a row write's cost
+                    conn = conn.execution_options(**autocommit)
+                with conn:
+                    with conn.begin():
+                        if ambiguous and verify is not None:
+                            phase = "verify"
+                            landed = verify(conn)
+                            if landed is not None:
+                                return landed
+                        # an autocommitted statement is committed as it executes: a lost reply
+                        # there is as ambiguous as a lost COMMIT reply
+                        phase = "commit" if autocommit else "execute"
+                        result = work(conn)
+                        phase = "commit"  # the context manager commits on leaving
+                return result
         except SQLAlchemyError as exc:
-            if not is_transient(exc, engine.dialect.name):
+            if not ((attempt is not None and attempt.cut) or is_transient(exc, engine.dialect.name)):
                 raise
             if phase == "commit" and not readonly:
                 ambiguous = True
-            # past "connect" the pool's pre-ping (servers) or the file (SQLite) answered
-            answered = phase != "connect"
+            cut = attempt is not None and attempt.cut
+            reason = short_reason(exc)
+            if cut:
+                reason = f"no answer within {attempt_deadline - started:.0f} s ({reason})"
+            # past "connect" the pool's pre-ping (servers) or the file (SQLite) answered; an
+            # attempt the watchdog cut got no answer, whatever phase it was in
+            answered = phase != "connect" and not cut
             answered_drops = answered_drops + 1 if answered and _dropped(exc) else 0
             tried = f"tried {attempts} time{'s' if attempts > 1 else ''}"
             if answered_drops >= ANSWERED_DROPS_LIMIT and engine.dialect.name != "sqlite":
                 raise DatabaseError(
                     f"the task database answered, then failed this statement {answered_drops} times "
                     f"in a row (not an outage: the statement itself, e.g. a value over the server's "
-                    f"max_allowed_packet): could not {what}: {short_reason(exc)}"
+                    f"max_allowed_packet): could not {what}: {reason}"
                 ) from exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -156,13 +173,13 @@ def run_with_retry(
                     ) from exc
                 raise DatabaseError(
                     f"the task database is unreachable: could not {what} "
-                    f"({tried} over {budget_s:g} s): {short_reason(exc)}"
+                    f"({tried} over {budget_s:g} s): {reason}"
                 ) from exc
             wait = min(delay * (0.5 + random.random()), remaining)
             log.warning(
                 "could not %s (%s); retrying in %.2f s (%.0f s left)",
                 what,
-                short_reason(exc),
+                reason,
                 wait,
                 remaining,
             )

@@ -3,8 +3,9 @@
 RQ's worker quits its loop on most Redis errors, and while a job runs a failed heartbeat
 makes it abandon the horse. The mixin notes such errors instead (the supervisor in
 :mod:`rqjobs.worker.supervisor` starts the loop again once Redis answers, after settling the
-job that was in flight), keeps the liveness key (:mod:`rqjobs.worker.liveness`) and runs the
-cluster's periodic reconcile pass from the main thread.
+job that was in flight), keeps the liveness key (:mod:`rqjobs.worker.liveness`), stamps the
+main loop's progress for it, and runs the cluster's periodic reconcile pass in a thread of its
+own (:mod:`rqjobs.worker.reconciler`), so a stalled database never stalls dequeuing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rqjobs.broker.job import task_id_of
 from rqjobs.hostpid import host_pid
 from rqjobs.worker.liveness import LivenessBeacon
 from rqjobs.worker.process import kill_children_with_this_process, new_worker_name, signal_description
+from rqjobs.worker.reconciler import Reconciler
 
 if TYPE_CHECKING:
     from rqjobs.runtime import Runtime
@@ -29,12 +31,41 @@ if TYPE_CHECKING:
 log = logging.getLogger("rqjobs.worker")
 
 
+_next_revival_s = 0.0
+
+
+def revive_embedded_redis(runtime: Runtime) -> None:
+    """Start the embedded redis-server again if it is gone (no ``redis_url`` configured).
+
+    ``rqjobs redis stop --force``, a crash or the OOM killer may end it under a running
+    worker, which would otherwise wait forever for a server nobody starts. At most one
+    try every few seconds; the start lock in :func:`rqjobs.broker.embedded.ensure_running`
+    makes concurrent workers start one server between them.
+    """
+    global _next_revival_s
+    settings = runtime.settings
+    if not settings.embedded_redis or time.monotonic() < _next_revival_s:
+        return
+    _next_revival_s = time.monotonic() + defaults.REDIS_RECONNECT_MAX_WAIT_S
+    from rqjobs.broker import embedded
+
+    socket_path = embedded.socket_path_for(settings.data_dir)
+    if embedded.ping(socket_path):
+        return
+    try:
+        embedded.ensure_running(settings.data_dir, settings.redis_server)
+    except Exception as exc:
+        log.warning("the embedded redis-server is gone and could not be started again: %s", exc)
+        return
+    log.warning("the embedded redis-server was gone; started it again at unix://%s", socket_path)
+
+
 class WorkerHealthMixin:
     """Liveness, periodic reconcile and outage tolerance for :class:`rqjobs.worker.rq_worker.RqjobsWorker`.
 
     Everything here runs in the worker (parent) process; the work horse only inherits it.
-    Reconcile runs in the main thread between jobs and while the horse is watched, never in
-    a thread, so no fork can happen while it holds a database or Redis connection.
+    Reconcile runs in its own thread (see :mod:`rqjobs.worker.reconciler` for why a fork
+    stays safe); the main loop waits for it only at a burst worker's start.
     """
 
     #: RQ backs off up to this long between reconnect attempts (RQ's default: 60 s)
@@ -49,11 +80,12 @@ class WorkerHealthMixin:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.label = host_pid()
-        interval_s = self.runtime.settings.reconcile_interval_s
         kwargs.setdefault("name", new_worker_name(self.label))
-        # the horse is watched (and reconcile may run) this often while a job runs
-        kwargs.setdefault("job_monitoring_interval", max(1, min(30, math.ceil(interval_s))))
+        # the horse is watched this often while a job runs: often enough that the main
+        # loop's progress stamp stays well within the liveness TTL
+        kwargs.setdefault("job_monitoring_interval", self._loop_tick_s())
         self.beacon: LivenessBeacon | None = None
+        self.reconciler: Reconciler | None = None
         self._own_beacon = False
         self._next_reconcile_s = 0.0
         self._burst_mode = False
@@ -68,6 +100,16 @@ class WorkerHealthMixin:
         #: SIGINT/SIGTERM asked the worker to stop
         self.stop_signaled = False
         super().__init__(*args, **kwargs)
+
+    def _loop_tick_s(self) -> int:
+        """The longest the main loop waits in one call (dequeue, horse watch): a third of
+        the liveness TTL, so a loop that moves always has a fresh progress stamp."""
+        return max(1, min(30, math.ceil(self.runtime.settings.worker_liveness_ttl_s / 3)))
+
+    def note_progress(self) -> None:
+        """The main loop moves: the liveness beacon may go on vouching for this worker."""
+        if self.beacon is not None:
+            self.beacon.note_progress()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -85,10 +127,14 @@ class WorkerHealthMixin:
             self.beacon.start()
         else:
             self.beacon.worker_name = self.name
+        self.note_progress()
 
     def teardown(self) -> None:
         if getattr(self, "is_horse", False):
             return super().teardown()  # type: ignore[misc]
+        if self.reconciler is not None:
+            self.reconciler.stop()
+            self.reconciler = None
         try:
             super().teardown()  # type: ignore[misc]
         except Exception as exc:
@@ -126,6 +172,7 @@ class WorkerHealthMixin:
     def check_for_suspension(self, burst: bool) -> None:
         from rq.exceptions import StopRequested
 
+        self.note_progress()
         try:
             super().check_for_suspension(burst)  # type: ignore[misc]
         except StopRequested:
@@ -137,6 +184,7 @@ class WorkerHealthMixin:
             raise
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        self.note_progress()
         try:
             result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
         except Exception as exc:
@@ -147,6 +195,14 @@ class WorkerHealthMixin:
             self.drained = True
         return result
 
+    def fork_work_horse(self, job: Any, queue: Any) -> None:
+        # a SQLite reconcile pass in the other thread holds the fork gate (see
+        # rqjobs.worker.reconciler); waiting for it is progress, not a stuck loop
+        from rqjobs.store.engine import forking
+
+        with forking(self.note_progress):
+            super().fork_work_horse(job, queue)  # type: ignore[misc]
+
     def wait_for_horse(self) -> Any:
         pid, status, rusage = super().wait_for_horse()  # type: ignore[misc]
         if pid:
@@ -154,6 +210,7 @@ class WorkerHealthMixin:
         return pid, status, rusage
 
     def execute_job(self, job: Any, queue: Any) -> None:
+        self.note_progress()
         self.inflight_job = job
         self.last_horse_status = None
         try:
@@ -166,8 +223,19 @@ class WorkerHealthMixin:
 
     # while a horse runs, a failed Redis write must not make the worker abandon it
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        if pipeline is not None or not getattr(self, "horse_pid", 0):
+        if not getattr(self, "is_horse", False):
+            self.note_progress()  # RQ's dequeue loop beats before each wait
+        if pipeline is not None:
             return super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+        if not getattr(self, "horse_pid", 0):
+            try:
+                return super().heartbeat(timeout)  # type: ignore[misc]
+            except Exception as exc:
+                # RQ's dequeue loop beats first and retries on a connection error: the
+                # place to notice that the embedded server is gone
+                if is_broker_error(exc) and not getattr(self, "is_horse", False):
+                    revive_embedded_redis(self.runtime)
+                raise
         try:
             super().heartbeat(timeout)  # type: ignore[misc]
         except Exception as exc:
@@ -186,6 +254,7 @@ class WorkerHealthMixin:
             self._note_outage(exc)
 
     def maintain_heartbeats(self, job: Any) -> None:
+        self.note_progress()
         try:
             super().maintain_heartbeats(job)  # type: ignore[misc]
         except Exception as exc:
@@ -199,20 +268,23 @@ class WorkerHealthMixin:
 
     @property
     def dequeue_timeout(self) -> int:
-        # wake up often enough to reconcile on time (RQ blocks ~7 minutes by default)
+        # wake up often enough to stamp the loop's progress (RQ blocks ~7 minutes by default)
         rq_timeout = super().dequeue_timeout  # type: ignore[misc]
-        return max(1, min(rq_timeout, math.ceil(self.runtime.settings.reconcile_interval_s)))
+        return max(1, min(rq_timeout, self._loop_tick_s()))
 
     @property
     def should_run_maintenance_tasks(self) -> bool:
         return bool(super().should_run_maintenance_tasks) or time.monotonic() >= self._next_reconcile_s  # type: ignore[misc]
 
     def run_maintenance_tasks(self) -> None:
+        self.note_progress()
         if super().should_run_maintenance_tasks:  # type: ignore[misc]
             super().run_maintenance_tasks()  # type: ignore[misc]
         else:
             self._revive_scheduler()
-        self.periodic_reconcile()
+        # a burst worker's first pass must re-queue what it can before the burst finds the
+        # queue empty; a long-running worker never waits for a pass
+        self.periodic_reconcile(wait=self._burst_mode)
 
     def _revive_scheduler(self) -> None:
         """Start the scheduler again if its process died (RQ checks every 10 minutes only)."""
@@ -230,31 +302,24 @@ class WorkerHealthMixin:
             except Exception as exc:
                 log.debug("scheduler not restarted: %s", exc)
 
-    def periodic_reconcile(self) -> None:
-        """One reconcile pass for the whole cluster per ``reconcile_interval_s``.
+    def periodic_reconcile(self, *, wait: bool = False) -> None:
+        """One reconcile pass for the whole cluster per ``reconcile_interval_s``, in the
+        :class:`~rqjobs.worker.reconciler.Reconciler` thread.
 
-        Every worker tries; a Redis key with that lifetime picks one of them. Errors are
-        logged and the worker goes on: reconcile must never take a worker down.
+        Every worker tries; a Redis key with that lifetime picks one of them. With ``wait``
+        the main loop waits for a pass, at most about the longest a database call can take.
         """
+        settings = self.runtime.settings
+        if self.reconciler is None or not self.reconciler.alive:
+            self.reconciler = Reconciler(self.runtime, settings.reconcile_interval_s)
+            self.reconciler.start()
         now = time.monotonic()
-        if now < self._next_reconcile_s:
+        if not wait or now < self._next_reconcile_s:
             return
-        interval_s = self.runtime.settings.reconcile_interval_s
-        self._next_reconcile_s = now + interval_s
-        from rq.exceptions import StopRequested
-
-        from rqjobs.reconcile import reconcile_if_due
-
-        try:
-            report = reconcile_if_due(self.runtime, interval_s)
-        except StopRequested:
-            raise  # a SIGTERM arrived during the pass: RQ's loop must see it
-        except Exception as exc:
-            level = logging.DEBUG if is_broker_error(exc) else logging.WARNING
-            log.log(level, "reconcile pass failed: %s: %s", type(exc).__name__, exc, exc_info=level > 20)
-            return
-        for change in report.changes if report else ():
-            log.warning("reconcile: %s", change.describe())
+        self._next_reconcile_s = now + settings.reconcile_interval_s
+        bound_s = settings.db_retry_s + defaults.DB_CONNECT_TIMEOUT_S + 2 * settings.redis_socket_timeout_s
+        self.reconciler.run_now(bound_s)
+        self.note_progress()
 
     # -- after the loop ended abnormally ------------------------------------------------------
 
@@ -275,6 +340,7 @@ class WorkerHealthMixin:
             limit_s = (job.timeout if job.timeout and job.timeout > 0 else defaults.DEFAULT_TIMEOUT_S) + 60
             deadline = time.monotonic() + limit_s
             while time.monotonic() < deadline:
+                self.note_progress()
                 try:
                     pid, _status = os.waitpid(horse_pid, os.WNOHANG)
                 except ChildProcessError:

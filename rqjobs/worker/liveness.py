@@ -8,6 +8,12 @@ only in the maintenance pass that runs every 10 minutes; until then the task row
   ``worker_liveness_ttl_s`` by a daemon thread that uses its own Redis connection and does
   nothing else, so it never holds a lock the forked work horse could need. Reconcile treats
   a worker as dead when its key is gone and, on the same machine, its process is gone too.
+  The thread vouches only for a main loop that moves: the loop stamps its progress
+  (:meth:`LivenessBeacon.note_progress`), and once the stamp is older than the TTL the
+  beacon stops renewing the key and says ``stuck`` in ``rqjobs:worker-state:<host>:<pid>``
+  instead, so reconcile elsewhere can act on a worker whose loop hangs (issue 11).
+* ``rqjobs:worker-state:<host>:<pid>``: why a live worker takes no jobs (``store failing``,
+  ``stuck: ...``), written by the beacon with the TTL as expiry.
 * ``rqjobs:redis-since``: when this Redis first saw an rqjobs worker. With the server's
   uptime it tells reconcile whether a missing key means anything: right after Redis
   restarted or lost its data, every key is missing and no worker is presumed dead.
@@ -22,7 +28,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from rqjobs.hostpid import is_this_host, split_host_pid
-from rqjobs.keys import REDIS_SINCE_KEY, WORKERS_SEEN_KEY, liveness_key
+from rqjobs.keys import REDIS_SINCE_KEY, WORKERS_SEEN_KEY, liveness_key, worker_state_key
 from rqjobs.worker.process import label_of_worker_name, local_process_alive
 
 if TYPE_CHECKING:
@@ -38,6 +44,15 @@ _MARK_SCRIPT = """
 local t = redis.call('TIME')
 redis.call('SET', KEYS[1], t[1], 'NX')
 return {redis.call('GET', KEYS[1]), t[1]}
+"""
+
+#: the state a worker's beacon writes when its main loop stopped moving
+STUCK_STATE = "stuck"
+
+# delete the state key only if it still says what this beacon wrote
+_CLEAR_STATE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -85,6 +100,11 @@ class LivenessView:
         except ValueError:
             return None
 
+    def state(self, label: str) -> str | None:
+        """What the worker ``label`` says about itself (``rqjobs:worker-state:...``), if anything."""
+        raw = self.redis.get(worker_state_key(label))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
     def key_present(self, label: str) -> bool:
         return self.current_name(label) is not None
 
@@ -117,6 +137,10 @@ class LivenessView:
             return None
         if is_this_host(host):
             if local_process_alive(pid, started_before):
+                state = self.state(label)
+                if state is not None and state.startswith(STUCK_STATE):
+                    # alive but its main loop hangs: it watches no horse and records nothing
+                    return f"its process {pid} is alive but its main loop is {state}"
                 return None
             return f"its process {pid} on this machine no longer exists: killed, or it crashed"
         return (
@@ -129,10 +153,13 @@ class LivenessView:
 
 
 class LivenessBeacon:
-    """A daemon thread that keeps ``rqjobs:worker:<label>`` alive while this process lives.
+    """A daemon thread that keeps ``rqjobs:worker:<label>`` alive while this process's main
+    loop moves.
 
     It has its own Redis connection and takes no lock the main thread uses, so a fork in
-    the main thread (the work horse) cannot inherit a lock held by it.
+    the main thread (the work horse) cannot inherit a lock held by it. The main loop calls
+    :meth:`note_progress` as it goes (a plain float store: no lock); a stamp older than the
+    TTL means the loop hangs, and the beacon stops vouching for it.
     """
 
     def __init__(self, settings: Settings, label: str, worker_name: str) -> None:
@@ -142,23 +169,65 @@ class LivenessBeacon:
         self.ttl_s = settings.worker_liveness_ttl_s
         self.interval_s = self.ttl_s / 3
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: Redis | None = None
+        self._progress_s = time.monotonic()
+        #: why the worker takes no jobs now (None: it does); published with the key
+        self.state: str | None = None
+        self._published_state: str | None = None
+        self._stuck_noted = False
+
+    def note_progress(self) -> None:
+        """The main loop is moving (called from the main thread, often)."""
+        self._progress_s = time.monotonic()
+
+    def set_state(self, state: str | None) -> None:
+        """Say (or stop saying) why this worker takes no jobs; published at once."""
+        if state != self.state:
+            self.state = state
+            self._wake.set()
+
+    def stalled_s(self) -> float:
+        """How long the main loop has not moved."""
+        return time.monotonic() - self._progress_s
 
     def beat(self) -> None:
         assert self._client is not None
+        stalled_s = self.stalled_s()
+        stuck = stalled_s > self.ttl_s
+        if stuck and not self._stuck_noted:
+            log.warning(
+                "the worker's main loop has not moved for %.0f s; no longer renewing its liveness key",
+                stalled_s,
+            )
+        elif not stuck and self._stuck_noted:
+            log.info("the worker's main loop moves again; liveness key renewed")
+        self._stuck_noted = stuck
+        state = f"{STUCK_STATE} for {stalled_s:.0f} s" if stuck else self.state
+        key = worker_state_key(self.label)
+        ttl_ms = max(1, int(self.ttl_s * 1000))
         pipe = self._client.pipeline(transaction=False)
-        pipe.set(liveness_key(self.label), self.worker_name, px=max(1, int(self.ttl_s * 1000)))
+        if not stuck:
+            pipe.set(liveness_key(self.label), self.worker_name, px=ttl_ms)
+        if state is not None:
+            pipe.set(key, state, px=ttl_ms)
+        elif self._published_state is not None:
+            pipe.eval(_CLEAR_STATE_SCRIPT, 1, key, self._published_state)
         pipe.eval(_MARK_SCRIPT, 1, REDIS_SINCE_KEY)
-        # outlives the key: when this process dies, reconcile dates its runs' end from it
-        pipe.hset(WORKERS_SEEN_KEY, self.label, f"{time.time():.3f}")
+        if not stuck:
+            # outlives the key: when this process dies, reconcile dates its runs' end from it
+            # (a stuck main loop is not "known alive" for the runs it holds)
+            pipe.hset(WORKERS_SEEN_KEY, self.label, f"{time.time():.3f}")
         pipe.execute()
+        self._published_state = state
 
     def start(self) -> None:
         """Beat once now (so the key exists before any job starts), then in the background."""
         from rqjobs.broker.connection import connect
 
         self._client = connect(self.settings, start_embedded=False)
+        self.note_progress()
         try:
             self.beat()
         except Exception as exc:  # Redis down: the thread keeps trying
@@ -168,7 +237,11 @@ class LivenessBeacon:
 
     def _run(self) -> None:
         failing = False
-        while not self._stop.wait(min(self.interval_s, 1.0) if failing else self.interval_s):
+        while not self._stop.is_set():
+            self._wake.wait(min(self.interval_s, 1.0) if failing else self.interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 self.beat()
                 if failing:
@@ -180,15 +253,16 @@ class LivenessBeacon:
                 failing = True
 
     def stop(self) -> None:
-        """Stop beating and delete the key: a worker that exits cleanly is gone at once."""
+        """Stop beating and delete the keys: a worker that exits cleanly is gone at once."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
         if self._client is not None:
             try:
-                self._client.delete(liveness_key(self.label))
+                self._client.delete(liveness_key(self.label), worker_state_key(self.label))
                 self._client.hdel(WORKERS_SEEN_KEY, self.label)
             except Exception:
-                pass  # it expires on its own
+                pass  # they expire on their own
             self._client.close()
             self._client = None

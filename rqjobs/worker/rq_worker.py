@@ -36,6 +36,7 @@ from rqjobs.worker.health import WorkerHealthMixin
 from rqjobs.worker.horse_exit import describe_end, settle_quiet_exit
 from rqjobs.worker.process import signal_description
 from rqjobs.worker.reload import ConfigWatcher
+from rqjobs.worker.store_pause import StorePauseMixin
 from rqjobs.worker.supervisor import run_supervised
 
 if TYPE_CHECKING:
@@ -59,11 +60,13 @@ class TrackingDeathPenalty(UnixSignalDeathPenalty):
         super().handle_death_penalty(signum, frame)
 
 
-class RqjobsWorker(ScheduleTickerMixin, WorkerHealthMixin, Worker):
+class RqjobsWorker(ScheduleTickerMixin, StorePauseMixin, WorkerHealthMixin, Worker):
     """A forking RQ worker that keeps task rows truthful.
 
     :class:`~rqjobs.worker.health.WorkerHealthMixin` adds the liveness key, periodic
     reconcile, horses that die with the worker, and tolerance of Redis outages;
+    :class:`~rqjobs.worker.store_pause.StorePauseMixin` takes no jobs while the task
+    database fails;
     :class:`~rqjobs.schedules.ticker.ScheduleTickerMixin` fires the ``[[schedule]]`` ticks.
     """
 

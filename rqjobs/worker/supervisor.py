@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rqjobs import defaults
 from rqjobs.broker.connection import is_broker_error
 from rqjobs.hostpid import host_pid
+from rqjobs.worker.health import revive_embedded_redis
 from rqjobs.worker.liveness import LivenessBeacon
 
 if TYPE_CHECKING:
@@ -51,11 +52,20 @@ def log_to_stderr(logging_level: str) -> None:
 _BURST_MAX_FAILURES = 3
 
 
-def _wait_for_redis(runtime: Runtime, give_up_s: float | None, should_stop: Callable[[], bool]) -> bool:
-    """Ping with backoff until Redis answers; False once ``give_up_s`` has passed or on a stop."""
+def _wait_for_redis(
+    runtime: Runtime,
+    give_up_s: float | None,
+    should_stop: Callable[[], bool],
+    on_tick: Callable[[], None] = lambda: None,
+) -> bool:
+    """Ping with backoff until Redis answers; False once ``give_up_s`` has passed or on a stop.
+
+    ``on_tick`` runs at each try: the main loop is waiting, not stuck.
+    """
     started = time.monotonic()
     delay_s = 0.2
     while not should_stop():
+        on_tick()
         try:
             runtime.redis.ping()
             return True
@@ -67,6 +77,24 @@ def _wait_for_redis(runtime: Runtime, give_up_s: float | None, should_stop: Call
         time.sleep(delay_s)
         delay_s = min(delay_s * 2, defaults.REDIS_RECONNECT_MAX_WAIT_S)
     return False
+
+
+def _require_redis(runtime: Runtime) -> None:
+    """A burst worker that cannot reach Redis at its start has nothing to work: it says so
+    and exits (1) after one try, bounded by ``redis_socket_timeout_s``, instead of waiting
+    out an outage it was never part of."""
+    from rqjobs.broker.connection import describe
+    from rqjobs.exceptions import BrokerUnavailable
+
+    try:
+        runtime.redis.ping()
+    except Exception as exc:
+        if not is_broker_error(exc):
+            raise
+        raise BrokerUnavailable(
+            f"cannot reach Redis at {describe(runtime.settings)} ({type(exc).__name__}: {exc}); "
+            "the burst worker has nothing to work and exits"
+        ) from None
 
 
 def run_supervised(
@@ -89,10 +117,12 @@ def run_supervised(
     """
     from rq.exceptions import StopRequested
 
-    from rqjobs.exceptions import BrokerUnavailable
+    from rqjobs.exceptions import BrokerUnavailable, StoreFailing
 
     log_to_stderr(logging_level)  # before RQ's work() sets up its own, so RQ keeps these
     give_up_s = defaults.BURST_REDIS_OUTAGE_LIMIT_S if burst else None
+    if burst:
+        _require_redis(runtime)
     label = host_pid()
     beacon: LivenessBeacon | None = None
     worked = False
@@ -116,6 +146,8 @@ def run_supervised(
                     worked = loop_worked or worked
             except StopRequested:
                 return worked
+            except StoreFailing:
+                raise  # a burst worker's database stayed down: it said why; the queue is intact
             except Exception as exc:
                 error = exc
             if worker is not None and (worker.stop_signaled or (error is None and worker.drained)):
@@ -134,7 +166,13 @@ def run_supervised(
                 return w is not None and bool(w.stop_signaled)
 
             try:
-                if not _wait_for_redis(runtime, give_up_s, stop_requested):
+
+                def tick(b: LivenessBeacon | None = beacon) -> None:
+                    if b is not None:
+                        b.note_progress()
+                    revive_embedded_redis(runtime)
+
+                if not _wait_for_redis(runtime, give_up_s, stop_requested, tick):
                     if stop_requested():
                         return worked
                     raise BrokerUnavailable(

@@ -6,6 +6,9 @@ to ``host:port``. The test can then:
 * ``down()``: cut every open connection and refuse new ones (the listening socket is
   closed, so clients get "connection refused" at once, as from a stopped server);
 * ``up()``: listen again on the same port;
+* ``freeze()`` / ``thaw()``: like SIGSTOP and SIGCONT on a proxy process: connections stay
+  open and new ones complete the TCP handshake (the kernel does that), but nothing is
+  accepted or forwarded until ``thaw()``; bytes sent meanwhile are delivered then;
 * ``drop_reply_after(marker)``: let the next client message containing ``marker`` (say
   ``b"COMMIT"``) reach the server, then swallow the server's reply and cut that
   connection: the client cannot know whether its commit landed.
@@ -56,6 +59,8 @@ class TcpProxy:
         self._accept_thread: threading.Thread | None = None
         self._drop_marker: bytes | None = None
         self._drop_delay_s = 0.0
+        self._thawed = threading.Event()
+        self._thawed.set()
         #: how many connections were cut by down() or by a dropped reply
         self.cuts = 0
         self.accepted = 0
@@ -104,7 +109,19 @@ class TcpProxy:
             pair.close()
         self.cuts += len(pairs)
 
+    def freeze(self) -> None:
+        """Stop forwarding and accepting, keeping every connection open (a SIGSTOPped server)."""
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        self._thawed.set()
+
+    @property
+    def frozen(self) -> bool:
+        return not self._thawed.is_set()
+
     def close(self) -> None:
+        self.thaw()
         self.down()
 
     def drop_reply_after(self, marker: bytes, delay_s: float = 0.3) -> None:
@@ -126,6 +143,8 @@ class TcpProxy:
 
     def _accept_loop(self, listener: socket.socket) -> None:
         while self._accepting.is_set():
+            if not self._thawed.wait(0.1):
+                continue  # frozen: the kernel queues new connections in the backlog
             try:
                 client, _ = listener.accept()
             except TimeoutError:
@@ -161,6 +180,7 @@ class TcpProxy:
                 data = pair.client.recv(65536)
                 if not data:
                     break
+                self._thawed.wait()
                 marker = self._drop_marker
                 if marker is not None and marker in data:
                     self._drop_marker = None
@@ -181,6 +201,7 @@ class TcpProxy:
                 data = pair.server.recv(65536)
                 if not data:
                     break
+                self._thawed.wait()
                 if pair.drop_replies:
                     continue
                 pair.client.sendall(data)
