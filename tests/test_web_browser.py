@@ -318,9 +318,8 @@ def test_screenshots_of_the_overview_and_a_task(
         _wait_status(project, task_id, "finished", "failed")
     slow = _enqueue(project, "progress-steps", description="rebuild the search index", steps=20, pause_s=1.0)
     _wait_status(project, slow, "running")
-    from rqjobs.web.controls import queue_store
-
     from rqjobs.schedules.service import set_paused
+    from rqjobs.web.controls import queue_store
 
     queue_store(project.runtime()).pause(["reports"], by="ops@example (rqjobs web)")
     wait_for(lambda: project.store().find(schedules=["pulse"], limit=1), timeout=60, message="a tick")
