@@ -651,5 +651,13 @@ def test_deferred_rows_are_counted_listed_and_badged(client: Any, project: Proje
     assert re.search(r'<span class="count">1</span>\s*<span class="status status-deferred">', page)
     assert re.search(r'<a href="/tasks\?q=queue:high(\+|%20)status:deferred">1</a>', page)
     assert _task_ids_listed(client.get("/tasks?q=status:deferred")) == [deferred.id]
+    from sqlalchemy import update
+
+    from rqjobs.store.models import tasks_table
+
+    with project.store().engine.begin() as conn:
+        conn.execute(update(tasks_table).where(tasks_table.c.id == deferred.id).values(unique_key="<k>"))
+    page = _text(client.get(f"/tasks/{deferred.id}"))
+    assert 'status status-deferred">deferred<' in page and 'id="unique-key">&lt;k&gt;<' in page
     with client.get("/static/rqjobs-web.css") as css:
         assert b".status-deferred" in css.data
