@@ -4,8 +4,9 @@ Target: within 1.5x. Builds two SQLite task databases with one bulk ``INSERT ...
 each (a recursive CTE makes the rows inside SQLite: a million in a minute or two): four
 task names, two queues, three workers, 20% failed (so that every search below fills a
 page of 50 on the small table too: a fuller page costs more to render, whatever the
-table's size), one row in ten made by the schedule hourly-report, one task every 2.6 s, so the big table is the small one after a month
-more of history. Then times the web app's own request handling (Flask's test client:
+table's size), one row in ten made by the schedule hourly-report and 50 rows spread
+over the whole table by monthly-audit (a rare schedule: a scan or a sort would show),
+one task every 2.6 s, so the big table is the small one after a month more of history. Then times the web app's own request handling (Flask's test client:
 no network, no browser) for each page, interleaving the two databases, and prints
 medians and ratios.
 
@@ -33,6 +34,9 @@ PAGES = {
     "search free text 'invoice 7'": "/tasks?q=invoice+7",
     "search schedule:hourly-report": "/tasks?q=schedule:hourly-report",
     "search schedule:hourly-report status:failed": "/tasks?q=schedule:hourly-report+status:failed",
+    # 50 rows spread over the whole table (a rare schedule: once per 20,000 rows on 1M)
+    "search schedule:monthly-audit": "/tasks?q=schedule:monthly-audit",
+    "search schedule:nobody (no rows)": "/tasks?q=schedule:nobody",
     "task page": "/tasks/{id}",
 }
 #: shown for the record, with no target: the costs that do grow, and their bounds
@@ -64,8 +68,8 @@ SELECT
   created || '.000000', created || '.000000', created || '.000000',
   strftime('%Y-%m-%d %H:%M:%S', created, '+1 seconds') || '.000000',
   printf('bench-host:%d', i % 3),
-  CASE WHEN i % 20 IN (5, 7) THEN 'hourly-report' END,
-  CASE WHEN i % 20 IN (5, 7) THEN created || '.000000' END
+  CASE WHEN i % 20 IN (5, 7) THEN 'hourly-report' WHEN i % (:rows / 50) = 13 THEN 'monthly-audit' END,
+  CASE WHEN i % 20 IN (5, 7) OR i % (:rows / 50) = 13 THEN created || '.000000' END
 FROM r
 """
 

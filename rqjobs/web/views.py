@@ -4,7 +4,8 @@ Every page reads rows through the library (:mod:`rqjobs.store.search`,
 :mod:`rqjobs.worker.listing`) and every action calls :func:`rqjobs.api.retry_tasks` or
 :func:`rqjobs.api.cancel_tasks`, so the web shows and does exactly what the command line
 does. The Schedules page and the pause/resume actions of schedules and queues are in
-:mod:`rqjobs.web.controls`. Templates are Jinja with autoescape: task text is always data, never markup.
+:mod:`rqjobs.web.controls`. Templates are Jinja with autoescape: task text is always
+data, never markup.
 """
 
 from __future__ import annotations
