@@ -144,7 +144,7 @@ def main() -> None:
                 times.append(timed(client, page_url))
         s, b = statistics.median(s_times) * 1000, statistics.median(b_times) * 1000
         print(
-            f"{label:40s}: {args.small:>9,} rows {s:7.1f} ms | {args.big:>9,} rows {b:7.1f} ms | "
+            f"{label:44s}: {args.small:>9,} rows {s:7.1f} ms | {args.big:>9,} rows {b:7.1f} ms | "
             f"ratio {b / s:.2f}x" + (" (target <= 1.5x)" if label in PAGES else " (no target)")
         )
 
