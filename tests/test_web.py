@@ -651,13 +651,21 @@ def test_deferred_rows_are_counted_listed_and_badged(client: Any, project: Proje
     assert re.search(r'<span class="count">1</span>\s*<span class="status status-deferred">', page)
     assert re.search(r'<a href="/tasks\?q=queue:high(\+|%20)status:deferred">1</a>', page)
     assert _task_ids_listed(client.get("/tasks?q=status:deferred")) == [deferred.id]
-    from sqlalchemy import update
+    from sqlalchemy import insert, update
 
-    from rqjobs.store.models import tasks_table
+    from rqjobs.store.models import task_dependencies_table, tasks_table
 
     with project.store().engine.begin() as conn:
         conn.execute(update(tasks_table).where(tasks_table.c.id == deferred.id).values(unique_key="<k>"))
+    parent = _enqueue(project, "add", a=1, b=1)
+    with project.store().engine.begin() as conn:
+        conn.execute(insert(task_dependencies_table).values(task_id=deferred.id, parent_id=parent))
     page = _text(client.get(f"/tasks/{deferred.id}"))
     assert 'status status-deferred">deferred<' in page and 'id="unique-key">&lt;k&gt;<' in page
+    parents = page[page.index('id="parents"') :]
+    assert parents.startswith(
+        f'id="parents"><a href="/tasks/{parent}">#{parent}</a> <span class="status status-queued">'
+    )
+    assert f'<a href="/tasks/{deferred.id}">#{deferred.id}</a>' in _text(client.get(f"/tasks/{parent}"))
     with client.get("/static/rqjobs-web.css") as css:
         assert b".status-deferred" in css.data

@@ -222,13 +222,17 @@ def make_blueprint(
 
     @bp.get("/tasks/<int:task_id>")
     def task(task_id: int) -> Any:
-        record = get_runtime().store.get(task_id)
+        store = get_runtime().store
+        record = store.get(task_id)
         if record is None:
             abort(404)
+        parents, children = store.dependencies_of(task_id)
         return render_template(
             "rqjobs_web/task.html",
             nav="tasks",
             task=record,
+            parents=parents,
+            children=children,
             timeline=present.timeline(record),
             blocks=present.log_blocks(record.log),
         )
