@@ -176,8 +176,9 @@ def test_keyset_pages_and_windows(store: Any, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_since_window_with_no_rows_is_empty(store: Any) -> None:
-
-    old = NOW - timedelta(days=3)
+    # since: is relative to the real clock, so the rows' age must be too (a fixed NOW made
+    # this test fail from 2026-12-02 12:00 UTC on)
+    old = datetime.now(timezone.utc) - timedelta(days=3)
     for _ in range(5):
         _row(store, created_at=old)
     assert _ids(store.search(parse_query("since:1h"))) == []
