@@ -4,8 +4,9 @@ Target: within 1.5x. Builds two SQLite task databases with one bulk ``INSERT ...
 each (a recursive CTE makes the rows inside SQLite: a million in a minute or two): four
 task names, two queues, three workers, 20% failed (so that every search below fills a
 page of 50 on the small table too: a fuller page costs more to render, whatever the
-table's size), one task every 2.6 s, so the big table is the small one after a month
-more of history. Then times the web app's own request handling (Flask's test client:
+table's size), one row in ten made by the schedule hourly-report and 50 rows spread
+over the whole table by monthly-audit (a rare schedule: a scan or a sort would show),
+one task every 2.6 s, so the big table is the small one after a month more of history. Then times the web app's own request handling (Flask's test client:
 no network, no browser) for each page, interleaving the two databases, and prints
 medians and ratios.
 
@@ -31,6 +32,11 @@ PAGES = {
     "search worker:bench-host:2 task:report": "/tasks?q=worker:bench-host:2+task:report",
     "search since:1h task:send-mail": "/tasks?q=since:1h+task:send-mail",
     "search free text 'invoice 7'": "/tasks?q=invoice+7",
+    "search schedule:hourly-report": "/tasks?q=schedule:hourly-report",
+    "search schedule:hourly-report status:failed": "/tasks?q=schedule:hourly-report+status:failed",
+    # 50 rows spread over the whole table (a rare schedule: once per 20,000 rows on 1M)
+    "search schedule:monthly-audit": "/tasks?q=schedule:monthly-audit",
+    "search schedule:nobody (no rows)": "/tasks?q=schedule:nobody",
     "task page": "/tasks/{id}",
 }
 #: shown for the record, with no target: the costs that do grow, and their bounds
@@ -46,7 +52,8 @@ r(i, created) AS (
   SELECT i, strftime('%Y-%m-%d %H:%M:%S', 'now', printf('-%d seconds', (:rows - i) * 2592 / 1000)) FROM n
 )
 INSERT INTO tasks (name, description, queue, args, kwargs, status, progress, result, log, attempts,
-                   max_retries, timeout_s, created_at, enqueued_at, started_at, finished_at, worker)
+                   max_retries, timeout_s, created_at, enqueued_at, started_at, finished_at, worker,
+                   schedule, schedule_tick)
 SELECT
   CASE i % 4 WHEN 0 THEN 'send-mail' WHEN 1 THEN 'count-words' WHEN 2 THEN 'create-image-set'
              ELSE 'report' END,
@@ -60,7 +67,9 @@ SELECT
   1, 0, 180,
   created || '.000000', created || '.000000', created || '.000000',
   strftime('%Y-%m-%d %H:%M:%S', created, '+1 seconds') || '.000000',
-  printf('bench-host:%d', i % 3)
+  printf('bench-host:%d', i % 3),
+  CASE WHEN i % 20 IN (5, 7) THEN 'hourly-report' WHEN i % (:rows / 50) = 13 THEN 'monthly-audit' END,
+  CASE WHEN i % 20 IN (5, 7) OR i % (:rows / 50) = 13 THEN created || '.000000' END
 FROM r
 """
 
@@ -135,7 +144,7 @@ def main() -> None:
                 times.append(timed(client, page_url))
         s, b = statistics.median(s_times) * 1000, statistics.median(b_times) * 1000
         print(
-            f"{label:40s}: {args.small:>9,} rows {s:7.1f} ms | {args.big:>9,} rows {b:7.1f} ms | "
+            f"{label:44s}: {args.small:>9,} rows {s:7.1f} ms | {args.big:>9,} rows {b:7.1f} ms | "
             f"ratio {b / s:.2f}x" + (" (target <= 1.5x)" if label in PAGES else " (no target)")
         )
 

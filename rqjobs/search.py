@@ -2,7 +2,8 @@
 
 ``task:send-mail status:failed,canceled since:1h "welcome mail"`` means: task name
 send-mail, status failed or canceled, created in the last hour, and a description that
-contains "welcome mail". Values of one qualifier are alternatives (comma-separated or
+contains "welcome mail". ``schedule:nightly`` means the rows the ``[[schedule]]`` named
+nightly made (its ticks and its runs by hand). Values of one qualifier are alternatives (comma-separated or
 repeated); different qualifiers and free-text words must all hold.
 
 Pure parsing, no SQL (that is :mod:`rqjobs.store.search`), so it is cheap to import and
@@ -36,14 +37,22 @@ class TaskQuery:
     #: ``host`` (every worker process on it) or ``host:pid``
     workers: tuple[str, ...] = ()
     since: datetime | None = None
+    #: names of ``[[schedule]]`` tables: the rows they made
+    schedules: tuple[str, ...] = ()
     #: words (or quoted phrases) the description must contain, case-insensitively
     text: tuple[str, ...] = field(default=())
 
     @property
     def empty(self) -> bool:
-        return not (self.ids or self.names or self.statuses or self.queues or self.workers or self.text) and (
-            self.since is None
-        )
+        return not (
+            self.ids
+            or self.names
+            or self.statuses
+            or self.queues
+            or self.workers
+            or self.schedules
+            or self.text
+        ) and (self.since is None)
 
 
 def _values(key: str, raw: str) -> list[str]:
@@ -81,10 +90,6 @@ def parse_query(text: str, now: datetime | None = None) -> TaskQuery:
         if not sep or key not in QUALIFIERS:
             words.append(token)  # "error:" in a description is searched as text
             continue
-        if key == "schedule":
-            raise InvalidInput(
-                "schedule: needs periodic schedules, which this version of rqjobs does not have"
-            )
         if key == "since":
             if not raw.strip():
                 raise InvalidInput(f"since: needs a value, e.g. {_EXAMPLES['since']}")
@@ -108,6 +113,7 @@ def parse_query(text: str, now: datetime | None = None) -> TaskQuery:
         queues=tuple(dict.fromkeys(found.get("queue", []))),
         workers=tuple(dict.fromkeys(found.get("worker", []))),
         since=since,
+        schedules=tuple(dict.fromkeys(found.get("schedule", []))),
         text=tuple(w for w in words if w.strip()),
     )
 

@@ -118,6 +118,7 @@ def test_overview_counts_charts_and_workers(client: Any, project: Project) -> No
     assert counts == {
         "queued": "1",
         "scheduled": "0",
+        "deferred": "0",
         "running": "0",
         "finished": "3",
         "failed": "1",
@@ -209,7 +210,7 @@ def test_search_qualifiers_narrow_the_list(client: Any, project: Project) -> Non
         ("id:abc", "id:abc is not a task id"),
         ("since:yesterday", "not a duration or a time"),
         ('"unclosed', "unbalanced quotes"),
-        ("schedule:nightly", "schedule: needs periodic schedules"),
+        ("schedule:", "schedule: needs a value"),
         ("task:", "task: needs a value"),
     ],
 )
@@ -490,3 +491,181 @@ def test_the_example_app_mounts_the_dashboard(project: Project) -> None:
         assert script.status_code == 200
     assert client.get("/").headers.get("Content-Security-Policy") is None  # only the dashboard's pages
     assert REPO_ROOT.joinpath("examples", "flask_app", "app.py").read_text().count("register_blueprint") == 1
+
+
+# -- schedules, paused queues, deferred rows ------------------------------------------------
+
+SCHEDULES_TOML = """
+[[schedule]]
+name = "nightly-report"
+task = "add"
+cron = "30 2 * * *"
+timezone = "Europe/Berlin"
+kwargs = {a = 1, b = 2}
+queue = "reports"
+
+[[schedule]]
+name = "pulse"
+task = "echo-dict"
+every = "1h"
+kwargs = {text = "<b>tick</b>"}
+"""
+
+
+def _with_schedules(project: Project) -> None:
+    with project.config_path.open("a") as config:
+        config.write(SCHEDULES_TOML)
+
+
+def _schedule_states(project: Project) -> dict[str, str]:
+    from rqjobs.schedules.service import list_schedules
+
+    return {v.spec.name: v.state for v in list_schedules(project.runtime())}
+
+
+def test_schedules_page_lists_pauses_and_resumes_through_the_library(project: Project) -> None:
+    from rqjobs.schedules.service import run_schedule
+
+    _with_schedules(project)
+    client = _app(project).test_client()
+    run = run_schedule(project.runtime(), "pulse")
+    project.work()
+    page = html.unescape(_text(client.get("/schedules")))
+    assert 'id="schedule-nightly-report"' in page and 'id="schedule-pulse"' in page
+    assert "cron 30 2 * * *" in page and "Europe/Berlin" in page and "every 1h" in page
+    assert '<a href="/tasks?q=queue:reports">reports</a>' in page  # the schedule's own queue
+    assert '<a href="/tasks?q=queue:default">default</a>' in page  # pulse: the default queue
+    assert f'<a href="/tasks/{run.id}">#{run.id}</a>' not in page  # a run by hand is no tick
+    assert page.count('data-state="active"') == 2 and page.count('action="/schedules/pause"') == 2
+
+    token = _csrf(client, "/schedules")
+    assert client.post("/schedules/pause", data={"name": "pulse"}).status_code == 403  # no CSRF token
+    assert _schedule_states(project)["pulse"] == "active"
+    done = client.post("/schedules/pause", data={"csrf_token": token, "name": "pulse"})
+    assert done.status_code == 303 and done.headers["Location"].startswith("/schedules?done=paused")
+    assert _schedule_states(project) == {"nightly-report": "active", "pulse": "paused"}
+    shown = html.unescape(_text(client.get(done.headers["Location"])))
+    assert 'id="notice"' in shown and "schedule pulse paused" in shown
+    assert 'data-schedule="pulse" data-state="paused"' in shown and 'action="/schedules/resume"' in shown
+    assert "(rqjobs web)" not in shown and " by " in shown  # who paused it (operator_label)
+    again = client.post("/schedules/pause", data={"csrf_token": token, "name": "pulse"})
+    assert "schedule pulse was already paused" in html.unescape(_text(client.get(again.headers["Location"])))
+    resumed = client.post("/schedules/resume", data={"csrf_token": token, "name": "pulse"})
+    assert resumed.status_code == 303 and _schedule_states(project)["pulse"] == "active"
+    unknown = client.post("/schedules/pause", data={"csrf_token": token, "name": "nope"})
+    assert unknown.status_code == 400 and "no schedule named" in html.unescape(_text(unknown))
+
+    # the overview lists the next ticks; the run's task page names its schedule and links the search
+    overview = html.unescape(_text(client.get("/")))
+    assert 'id="next-ticks"' in overview and '<a href="/tasks?q=schedule:pulse">pulse</a>' in overview
+    task_page = html.unescape(_text(client.get(f"/tasks/{run.id}")))
+    assert '<a href="/tasks?q=schedule:pulse">pulse</a>' in task_page and "run by hand" in task_page
+    assert _task_ids_listed(client.get("/tasks?q=schedule:pulse")) == [run.id]
+    assert _task_ids_listed(client.get("/tasks?q=schedule:nightly-report")) == []
+
+
+def test_a_tick_row_shows_its_tick(project: Project) -> None:
+    from datetime import datetime, timezone
+
+    from rqjobs.schedules.ticker import new_row_values, schedule_store
+
+    _with_schedules(project)
+    runtime = project.runtime()
+    spec = next(s for s in runtime.settings.schedules if s.name == "pulse")
+    tick = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+    claim = schedule_store(runtime).claim_tick(
+        "pulse", tick, new_row_values(runtime, spec, tick), skip_if_running=False
+    )
+    assert claim.outcome == "created" and claim.record is not None
+    client = _app(project).test_client()
+    page = _text(client.get(f"/tasks/{claim.record.id}"))
+    assert 'id="schedule"' in page and "2026-12-01T09:00:00+00:00" in page and "run by hand" not in page
+    listed = html.unescape(_text(client.get("/schedules")))
+    assert f'<a href="/tasks/{claim.record.id}">#{claim.record.id}</a>' in listed  # the last tick's row
+
+
+def test_pause_and_resume_a_queue_from_the_overview(client: Any, project: Project) -> None:
+    from rqjobs.web.controls import paused_queues
+
+    _enqueue(project, "add", a=1, b=1, queue="high")
+    _enqueue(project, "add", a=1, b=1)
+    page = _text(client.get("/"))
+    assert 'id="no-paused-queues"' in page and page.count('action="/queues/pause"') == 2
+    token = _csrf(client, "/")
+    assert client.post("/queues/pause", data={"queue": "high"}).status_code == 403
+    done = client.post("/queues/pause", data={"csrf_token": token, "queue": "high"})
+    assert done.status_code == 303 and done.headers["Location"] == "/?done=paused&kind=queue&name=high#queues"
+    assert [p.queue for p in paused_queues(project.runtime())] == ["high"]
+    page = html.unescape(_text(client.get(done.headers["Location"])))
+    assert "queue high paused" in page
+    assert '<tr data-queue="high" class="paused">' in page and '<tr data-queue="default">' in page
+    assert 'id="paused-queues"' in page and "(rqjobs web)" in page  # who paused it
+    assert page.count('action="/queues/resume"') == 1 and page.count('action="/queues/pause"') == 1
+    # a paused queue with no rows at all still has its line, to resume it from
+    client.post("/queues/pause", data={"csrf_token": token, "queue": "empty.q"})
+    assert '<tr data-queue="empty.q" class="paused">' in _text(client.get("/"))
+    for queue in ("high", "empty.q"):
+        assert client.post("/queues/resume", data={"csrf_token": token, "queue": queue}).status_code == 303
+    assert paused_queues(project.runtime()) == []
+    again = client.post("/queues/resume", data={"csrf_token": token, "queue": "high"})
+    assert "queue high was not paused" in html.unescape(_text(client.get(again.headers["Location"])))
+    for bad in ("", "no spaces", XSS, "x" * 201):
+        response = client.post("/queues/pause", data={"csrf_token": token, "queue": bad})
+        assert response.status_code == 400 and "invalid queue name" in html.unescape(_text(response))
+    assert paused_queues(project.runtime()) == []
+
+
+def test_read_only_hides_and_refuses_the_pause_actions(project: Project) -> None:
+    from rqjobs.store.queues import QueueStore
+
+    _with_schedules(project)
+    QueueStore(project.store().engine).pause(["high"], by="someone")
+    client = _app(project, read_only=True).test_client()
+    for url in ("/", "/schedules"):
+        page = _text(client.get(url))
+        assert "/pause" not in page and "/resume" not in page
+    assert 'class="paused"' in _text(client.get("/"))
+    for url, data in (
+        ("/schedules/pause", {"name": "pulse"}),
+        ("/schedules/resume", {"name": "pulse"}),
+        ("/queues/pause", {"queue": "default"}),
+        ("/queues/resume", {"queue": "high"}),
+    ):
+        response = client.post(url, data=data)
+        assert response.status_code == 403 and "read-only" in _text(response)
+    assert _schedule_states(project)["pulse"] == "active"
+    assert [p.queue for p in QueueStore(project.store().engine).paused()] == ["high"]
+
+
+def test_deferred_rows_are_counted_listed_and_badged(client: Any, project: Project) -> None:
+    deferred = project.store().insert(
+        name="add",
+        description="waits for its parents",
+        queue="high",
+        args=[1, 1],
+        kwargs={},
+        timeout_s=30,
+        status="deferred",
+    )
+    page = _text(client.get("/"))
+    assert re.search(r'<span class="count">1</span>\s*<span class="status status-deferred">', page)
+    assert re.search(r'<a href="/tasks\?q=queue:high(\+|%20)status:deferred">1</a>', page)
+    assert _task_ids_listed(client.get("/tasks?q=status:deferred")) == [deferred.id]
+    from sqlalchemy import insert, update
+
+    from rqjobs.store.models import task_dependencies_table, tasks_table
+
+    with project.store().engine.begin() as conn:
+        conn.execute(update(tasks_table).where(tasks_table.c.id == deferred.id).values(unique_key="<k>"))
+    parent = _enqueue(project, "add", a=1, b=1)
+    with project.store().engine.begin() as conn:
+        conn.execute(insert(task_dependencies_table).values(task_id=deferred.id, parent_id=parent))
+    page = _text(client.get(f"/tasks/{deferred.id}"))
+    assert 'status status-deferred">deferred<' in page and 'id="unique-key">&lt;k&gt;<' in page
+    parents = page[page.index('id="parents"') :]
+    assert parents.startswith(
+        f'id="parents"><a href="/tasks/{parent}">#{parent}</a> <span class="status status-queued">'
+    )
+    assert f'<a href="/tasks/{deferred.id}">#{deferred.id}</a>' in _text(client.get(f"/tasks/{parent}"))
+    with client.get("/static/rqjobs-web.css") as css:
+        assert b".status-deferred" in css.data

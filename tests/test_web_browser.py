@@ -3,8 +3,9 @@
 Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them when missing),
 driven by selenium. Each test serves the dashboard on a free loopback port and runs a
 real worker, then does what a person does: search, watch a task's progress bar move
-without the page reloading, press Retry, and open a task whose description is a script
-(which must show as text and never run). The browser's console must stay free of
+without the page reloading, press Retry, open a task whose description is a script
+(which must show as text and never run), pause and resume a schedule on the Schedules
+page and a queue on the overview. The browser's console must stay free of
 errors, so a page the Content-Security-Policy would break fails here.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Project, wait_for
-from tests.test_web import XSS, _enqueue, _start_web
+from tests.test_web import XSS, _enqueue, _schedule_states, _start_web
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -63,6 +64,20 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def schedules(project: Project) -> list[str]:
+    """Two [[schedule]] tables in the project's config (ask for it before ``dashboard``):
+    ``pulse`` ticks every 2 s, so the worker makes rows; ``nightly-report`` is a cron."""
+    with project.config_path.open("a") as config:
+        config.write(
+            '\n[[schedule]]\nname = "pulse"\ntask = "add"\nevery = "2s"\nkwargs = {a = 1, b = 1}\n'
+            'description = "pulse at {tick}"\n'
+            '\n[[schedule]]\nname = "nightly-report"\ntask = "echo-dict"\ncron = "30 2 * * *"\n'
+            'timezone = "Europe/Berlin"\nkwargs = {text = "report"}\nqueue = "reports"\n'
+        )
+    return ["pulse", "nightly-report"]
 
 
 @pytest.fixture
@@ -202,8 +217,94 @@ def test_a_script_in_a_description_does_not_run(browser: Any, dashboard: str, pr
     assert _console_errors(browser) == []
 
 
+def _press(driver: Any, css: str, *, confirm: bool) -> None:
+    """Click a form's button and answer its confirmation dialog (if it has one) with OK."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, css).click()
+    if confirm:
+        alert = wait_for(lambda: _open_alert(driver), timeout=10, message="the confirmation")
+        alert.accept()
+
+
+def _open_alert(driver: Any) -> Any:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        alert = driver.switch_to.alert
+        alert.text  # noqa: B018 - raises when no alert is open
+        return alert
+    except NoAlertPresentException:
+        return None
+
+
+def test_a_schedule_is_listed_and_paused_with_its_button(
+    schedules: list[str], browser: Any, dashboard: str, project: Project
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    store = project.store()
+    # the worker fires pulse every 2 s: wait for a row, then the page names it as the last one
+    wait_for(lambda: store.find(schedules=["pulse"], limit=1), timeout=60, message="a tick of pulse")
+    browser.get(dashboard + "schedules")
+    row = browser.find_element(By.ID, "schedule-pulse")
+    assert row.get_attribute("data-state") == "active" and "every 2s" in row.text
+    assert "nightly-report" in browser.find_element(By.ID, "schedule-nightly-report").text
+    last = row.find_element(By.CSS_SELECTOR, "a[href*='/tasks/']")
+    assert last.text.startswith("#")
+    _press(browser, "#schedule-pulse form[action$='/schedules/pause'] button", confirm=True)
+    notice = wait_for(lambda: browser.find_elements(By.ID, "notice"), timeout=20, message="the notice")
+    assert notice[0].text == "schedule pulse paused"
+    row = browser.find_element(By.ID, "schedule-pulse")
+    assert (
+        row.get_attribute("data-state") == "paused"
+        and "paused" in row.find_element(By.CSS_SELECTOR, ".state").text
+    )
+    assert _schedule_states(project)["pulse"] == "paused"  # in SQL, where every worker reads it
+    # the row of a tick links to its schedule's search, which lists it
+    browser.get(dashboard + "tasks?q=schedule:pulse")
+    ids = [
+        int(r.get_attribute("data-task-id"))
+        for r in browser.find_elements(By.CSS_SELECTOR, "tr[data-task-id]")
+    ]
+    assert ids and all(store.get(i).schedule == "pulse" for i in ids)
+    browser.get(dashboard + f"tasks/{ids[0]}")
+    browser.find_element(By.CSS_SELECTOR, "#schedule a").click()
+    wait_for(lambda: "q=schedule" in browser.current_url, timeout=20, message="the schedule's search")
+    browser.get(dashboard + "schedules")
+    _press(browser, "#schedule-pulse form[action$='/schedules/resume'] button", confirm=False)
+    wait_for(lambda: browser.find_elements(By.ID, "notice"), timeout=20, message="the notice")
+    assert browser.find_element(By.ID, "schedule-pulse").get_attribute("data-state") == "active"
+    assert _schedule_states(project)["pulse"] == "active"
+    assert _console_errors(browser) == []
+
+
+def test_a_queue_is_paused_and_resumed_from_the_overview(
+    browser: Any, dashboard: str, project: Project
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from rqjobs.web.controls import paused_queues
+
+    task_id = _enqueue(project, "add", description="on high", a=1, b=2, queue="high")
+    browser.get(dashboard)
+    assert browser.find_elements(By.ID, "no-paused-queues")
+    _press(browser, "tr[data-queue='high'] form[action$='/queues/pause'] button", confirm=True)
+    notice = wait_for(lambda: browser.find_elements(By.ID, "notice"), timeout=20, message="the notice")
+    assert notice[0].text == "queue high paused"
+    assert "paused" in browser.find_element(By.CSS_SELECTOR, "tr[data-queue='high']").get_attribute("class")
+    assert "high" in browser.find_element(By.ID, "paused-queues").text
+    assert [p.queue for p in paused_queues(project.runtime())] == ["high"]
+    _press(browser, "tr[data-queue='high'] form[action$='/queues/resume'] button", confirm=False)
+    wait_for(lambda: browser.find_elements(By.ID, "no-paused-queues"), timeout=20, message="the resume")
+    assert browser.find_element(By.ID, "notice").text == "queue high resumed"
+    assert paused_queues(project.runtime()) == []
+    assert project.row(task_id).queue == "high"
+    assert _console_errors(browser) == []
+
+
 def test_screenshots_of_the_overview_and_a_task(
-    browser: Any, dashboard: str, project: Project, tmp_path: Path
+    schedules: list[str], browser: Any, dashboard: str, project: Project, tmp_path: Path
 ) -> None:
     """The README's pictures: a few tasks of every kind, then the overview and one task."""
     marker = tmp_path / "flaky"
@@ -217,11 +318,24 @@ def test_screenshots_of_the_overview_and_a_task(
         _wait_status(project, task_id, "finished", "failed")
     slow = _enqueue(project, "progress-steps", description="rebuild the search index", steps=20, pause_s=1.0)
     _wait_status(project, slow, "running")
+    from rqjobs.schedules.service import set_paused
+    from rqjobs.web.controls import queue_store
+
+    queue_store(project.runtime()).pause(["reports"], by="ops@example (rqjobs web)")
+    wait_for(lambda: project.store().find(schedules=["pulse"], limit=1), timeout=60, message="a tick")
+    set_paused(project.runtime(), "pulse", True)
     time.sleep(4)
     folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
-    shots = {"web-overview.png": "", "web-task.png": f"tasks/{ids[6]}", "web-tasks.png": "tasks"}
+    shots = {
+        "web-overview.png": "",
+        "web-task.png": f"tasks/{ids[6]}",
+        "web-tasks.png": "tasks",
+        "web-schedules.png": "schedules",
+    }
     for name, url in shots.items():
+        # the overview is long (queues, paused queues, next ticks): a taller window shows it all
+        browser.set_window_size(1280, 1300 if name == "web-overview.png" else 900)
         browser.get(dashboard + url)
         time.sleep(1.5)  # let the progress poll run once
         assert browser.save_screenshot(str(tmp_path / name))

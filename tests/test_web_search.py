@@ -53,7 +53,9 @@ def test_parse_query() -> None:
     assert q.since == NOW - timedelta(hours=2)
     assert parse_query("").empty and not parse_query("x").empty
     assert parse_query("error: disk").text == ("error:", "disk")  # not a qualifier: text
-    for bad in ("status:nope", "id:0", "id:-1", "since:", "queue:", '"open', "schedule:x", "id:99999999999"):
+    assert parse_query("schedule:nightly,hourly schedule:nightly").schedules == ("nightly", "hourly")
+    assert not parse_query("schedule:nightly").empty
+    for bad in ("status:nope", "id:0", "id:-1", "since:", "queue:", '"open', "schedule:", "id:99999999999"):
         with pytest.raises(InvalidInput):
             parse_query(bad)
 
@@ -77,6 +79,68 @@ def test_qualifiers_text_and_worker_prefix(store: Any) -> None:
     assert ids("worker:alpha") == [b, a]  # a host: its processes, not "alphabet"
     assert ids("worker:alpha:11") == [b]
     assert ids("since:1h task:add") == [c, a]
+
+
+def test_schedule_qualifier_walks_the_schedule_index(store: Any) -> None:
+    """``schedule:NAME``: the rows that schedule made (ticks and runs by hand), in id order,
+    read through ``ix_tasks_schedule_id`` rather than a scan of the table."""
+    from sqlalchemy import text
+
+    tick = NOW - timedelta(hours=5)
+    nightly = [
+        _row(store, "report", f"nightly {i}", schedule="nightly", schedule_tick=tick + timedelta(hours=i))
+        for i in range(3)
+    ]
+    by_hand = _row(store, "report", "nightly by hand", schedule="nightly", status="failed")
+    hourly = _row(store, "report", "hourly 0", schedule="hourly", schedule_tick=tick)
+    plain = _row(store, "report", "not scheduled")
+
+    def ids(text_: str, **kwargs: Any) -> list[int]:
+        return _ids(store.search(parse_query(text_), **kwargs))
+
+    assert ids("schedule:nightly") == [by_hand, *nightly[::-1]]
+    assert ids("schedule:nightly", before_id=by_hand) == nightly[::-1]
+    assert ids("schedule:nightly status:failed") == [by_hand]
+    assert ids("schedule:hourly,nightly task:report") == [hourly, by_hand, *nightly[::-1]]
+    assert ids("schedule:nobody") == [] and plain in ids("")
+    page = store.search(parse_query("schedule:nightly"), limit=2)
+    assert _ids(page) == [by_hand, nightly[2]] and page.older_than == nightly[2]
+    assert page.scanned_down_to is None  # indexed: never windowed
+    assert store.matching_ids(parse_query("schedule:nightly"), statuses=("failed",), limit=5) == (
+        [by_hand],
+        False,
+    )
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            plan = " ".join(
+                str(r[-1])
+                for r in conn.execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE schedule IN ('nightly') "
+                        "ORDER BY id DESC LIMIT 51"
+                    )
+                )
+            )
+        assert "ix_tasks_schedule_id" in plan, plan
+
+
+def test_dependencies_of_a_task(store: Any) -> None:
+    from sqlalchemy import insert
+
+    from rqjobs.store.models import task_dependencies_table
+
+    a = _row(store, status="finished")
+    b = _row(store, status="running")
+    child = _row(store, status="deferred")
+    other = _row(store)
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(task_dependencies_table),
+            [{"task_id": child, "parent_id": a}, {"task_id": child, "parent_id": b}],
+        )
+    assert store.dependencies_of(child) == ([(a, "finished"), (b, "running")], [])
+    assert store.dependencies_of(a) == ([], [(child, "deferred")])
+    assert store.dependencies_of(other) == ([], [])
 
 
 def test_keyset_pages_and_windows(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,8 +176,9 @@ def test_keyset_pages_and_windows(store: Any, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_since_window_with_no_rows_is_empty(store: Any) -> None:
-
-    old = NOW - timedelta(days=3)
+    # since: is relative to the real clock, so the rows' age must be too (a fixed NOW made
+    # this test fail from 2026-12-02 12:00 UTC on)
+    old = datetime.now(timezone.utc) - timedelta(days=3)
     for _ in range(5):
         _row(store, created_at=old)
     assert _ids(store.search(parse_query("since:1h"))) == []
@@ -128,13 +193,14 @@ def test_matching_ids_progress_and_counts(store: Any) -> None:
     _row(store, status="finished", progress=100, finished_at=NOW - timedelta(days=2))  # ended before
     q = _row(store, status="queued")
     _row(store, status="running", queue="high")
+    _row(store, status="deferred", queue="high")
     assert store.matching_ids(parse_query("task:add"), statuses=("failed",), limit=10) == ([f2, f1], False)
     assert store.matching_ids(parse_query("task:add"), statuses=("failed",), limit=1) == ([f2], True)
     progress = store.progress_of([q, 999])
     assert progress == [{"id": q, "status": "queued", "progress": 0, "progress_message": None, "attempts": 0}]
     assert store.counts_by_queue_and_status(ended_since=NOW - timedelta(days=1)) == {
         "default": {"failed": 1, "finished": 1, "queued": 1},
-        "high": {"failed": 1, "running": 1},
+        "high": {"failed": 1, "running": 1, "deferred": 1},
     }
 
 

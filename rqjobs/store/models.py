@@ -121,6 +121,9 @@ tasks_table = Table(
     # the web dashboard's search, newest first a page at a time (migration 0004)
     Index("ix_tasks_name_id", "name", "id"),
     Index("ix_tasks_queue_id", "queue", "id"),
+    # `schedule:NAME` in the dashboard's search (migration 0006): uq_tasks_schedule_tick
+    # orders a schedule's rows by tick, not by id
+    Index("ix_tasks_schedule_id", "schedule", "id"),
     Index("uq_tasks_unique_active", "unique_active", unique=True),
     # SQLite reuses the largest rowid after a delete unless AUTOINCREMENT is on;
     # the id is also the RQ job id, so it must never come back

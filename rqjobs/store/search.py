@@ -5,7 +5,10 @@ by OFFSET and never with a total count, so the tasks page costs the same on a mi
 as on a thousand: the database walks an index from one end and stops after a page.
 ``status:``, ``task:`` and ``queue:`` have indexes that lead with the column and end with
 the id (``status, id``; ``name, id`` and ``queue, id`` from migration 0004), so a search
-with one of them walks that index in id order too. ``since:`` becomes an id bound (the
+with one of them walks that index in id order too. ``schedule:`` has ``schedule, id``
+(migration 0006): the unique index ``uq_tasks_schedule_tick`` leads with the schedule too,
+but orders its rows by tick, which left SQLite sorting a busy schedule's rows or scanning
+the whole table for a rare one. ``since:`` becomes an id bound (the
 smallest id created since then, read from the ``created_at`` index when the window holds
 few rows), so a window with no rows in it costs one index probe instead of a walk through
 every older row.
@@ -34,7 +37,7 @@ from rqjobs.hostpid import split_host_pid
 from rqjobs.search import TaskQuery
 from rqjobs.status import FINAL, WAITING, TaskStatus
 from rqjobs.store.aggregates import _epoch_seconds
-from rqjobs.store.models import Task
+from rqjobs.store.models import Task, task_dependencies_table
 from rqjobs.store.records import TaskRecord, record_of
 from rqjobs.store.retry import run_with_retry
 
@@ -64,7 +67,7 @@ class TaskPage:
 
 def _needs_window(query: TaskQuery) -> bool:
     """True when no index narrows the search: free text or ``worker:`` alone."""
-    if query.ids or query.names or query.statuses or query.queues:
+    if query.ids or query.names or query.statuses or query.queues or query.schedules:
         return False
     return bool(query.text or query.workers)
 
@@ -83,6 +86,8 @@ def _conditions(query: TaskQuery) -> list[ColumnElement[bool]]:
         where.append(_c.status.in_(list(query.statuses)))
     if query.queues:
         where.append(_c.queue.in_(list(query.queues)))
+    if query.schedules:
+        where.append(_c.schedule.in_(list(query.schedules)))
     if query.workers:
         # "host:pid" is one process; "host" is every worker process on that machine
         where.append(
@@ -212,6 +217,38 @@ class SearchReads:
         )
         return ids[:limit], len(ids) > limit
 
+    def dependencies_of(
+        self, task_id: int, *, limit: int = 100
+    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        """``(id, status)`` of the rows ``task_id`` waits for (its parents: a ``deferred`` row
+        runs once they all finished) and of the rows that wait for it, up to ``limit`` each.
+
+        Two index reads: the dependency table's primary key (task, parent) and its parent index.
+        """
+        dep = task_dependencies_table.c
+        parents = (
+            select(_c.id, _c.status)
+            .join(task_dependencies_table, dep.parent_id == _c.id)
+            .where(dep.task_id == task_id)
+            .order_by(_c.id)
+            .limit(limit)
+        )
+        children = (
+            select(_c.id, _c.status)
+            .join(task_dependencies_table, dep.task_id == _c.id)
+            .where(dep.parent_id == task_id)
+            .order_by(_c.id)
+            .limit(limit)
+        )
+
+        def work(conn: Any) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+            return (
+                [(int(i), str(st)) for i, st in conn.execute(parents)],
+                [(int(i), str(st)) for i, st in conn.execute(children)],
+            )
+
+        return self._search_read("read task dependencies", work)
+
     def progress_of(self, task_ids: Sequence[int]) -> list[dict[str, Any]]:
         """The few columns a live page updates, for the given ids (those that exist)."""
         if not task_ids:
@@ -224,14 +261,14 @@ class SearchReads:
         )
 
     def counts_by_queue_and_status(self, *, ended_since: datetime) -> dict[str, dict[str, int]]:
-        """queue -> status -> rows: every waiting and running row, and the rows that ended
+        """queue -> status -> rows: every waiting, deferred and running row, and the rows that ended
         (finished, failed, canceled) since ``ended_since``.
 
         Both halves read an index that starts with the status (``status, id`` and ``status,
         finished_at``), so the cost follows the backlog and the recent runs, not the table:
         grouping the whole table by queue took over a second on a million SQLite rows.
         """
-        active = [*WAITING, TaskStatus.RUNNING.value]
+        active = [*WAITING, TaskStatus.DEFERRED.value, TaskStatus.RUNNING.value]
         # status first in GROUP BY: grouped by queue first, SQLite walked the whole (queue, id) index
         queries = [
             select(_c.queue, _c.status, func.count())

@@ -4,10 +4,11 @@
     rqjobs web                              # http://127.0.0.1:8765/
     app.register_blueprint(rqjobs.web.blueprint(), url_prefix="/rqjobs")
 
-Pages: overview (counts, throughput and failure rate over 24 h and 7 d, live workers),
-tasks (search with qualifiers, keyset pages), one task (every field, its attempts as a
-timeline, result, traceback, live progress), workers. Actions: retry and cancel, one task
-or everything matching a search, POST with a CSRF token, none with ``read_only``. Assets
+Pages: overview (counts, throughput and failure rate over 24 h and 7 d, paused queues,
+next schedule ticks, live workers), tasks (search with qualifiers, keyset pages), one task
+(every field, its attempts as a timeline, result, traceback, live progress), workers,
+schedules. Actions: retry and cancel, one task or everything matching a search; pause and
+resume a schedule or a queue; POST with a CSRF token, none with ``read_only``. Assets
 come from this package (no CDN); see :mod:`rqjobs.web.security` for the defences.
 """
 

@@ -3,7 +3,9 @@
 Every page reads rows through the library (:mod:`rqjobs.store.search`,
 :mod:`rqjobs.worker.listing`) and every action calls :func:`rqjobs.api.retry_tasks` or
 :func:`rqjobs.api.cancel_tasks`, so the web shows and does exactly what the command line
-does. Templates are Jinja with autoescape: task text is always data, never markup.
+does. The Schedules page and the pause/resume actions of schedules and queues are in
+:mod:`rqjobs.web.controls`. Templates are Jinja with autoescape: task text is always
+data, never markup.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from flask import (
 
 from rqjobs.exceptions import InvalidInput, RqjobsError
 from rqjobs.status import ALL, FINAL, RETRYABLE, WAITING, TaskStatus
-from rqjobs.web import present
+from rqjobs.web import controls, present
 from rqjobs.web.security import (
     AUTH_COOKIE,
     CSRF_COOKIE,
@@ -178,6 +180,10 @@ def make_blueprint(
         }
         charts = {label: (w, *present.chart_bars(w)) for label, w in windows.items()}
         workers, workers_error = _workers(rt)
+        paused = {p.queue: p for p in controls.paused_queues(rt)}
+        for queue in paused:  # a paused queue with no rows still gets its line (and Resume)
+            by_queue.setdefault(queue, {})
+        ticks, ticks_error = controls.next_ticks(rt)
         return render_template(
             "rqjobs_web/overview.html",
             nav="overview",
@@ -188,6 +194,10 @@ def make_blueprint(
             chart_height=present.CHART_HEIGHT,
             workers=workers,
             workers_error=workers_error,
+            paused=paused,
+            ticks=ticks,
+            ticks_error=ticks_error,
+            notice=controls.notice(),
         )
 
     @bp.get("/tasks")
@@ -212,13 +222,17 @@ def make_blueprint(
 
     @bp.get("/tasks/<int:task_id>")
     def task(task_id: int) -> Any:
-        record = get_runtime().store.get(task_id)
+        store = get_runtime().store
+        record = store.get(task_id)
         if record is None:
             abort(404)
+        parents, children = store.dependencies_of(task_id)
         return render_template(
             "rqjobs_web/task.html",
             nav="tasks",
             task=record,
+            parents=parents,
+            children=children,
             timeline=present.timeline(record),
             blocks=present.log_blocks(record.log),
         )
@@ -252,6 +266,8 @@ def make_blueprint(
             from rqjobs.broker.connection import describe
 
             return [], f"Redis at {describe(rt.settings)} did not answer ({type(exc).__name__}: {exc})"
+
+    controls.register(bp, get_runtime)
 
     # -- JSON for the page's script --------------------------------------------------
 
