@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -133,6 +134,9 @@ class LivenessBeacon:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: Redis | None = None
+        #: more leases that live exactly as long as this process does, refreshed on every
+        #: beat with the beacon's own connection (rqjobs.worker.flow: concurrency-limit slots)
+        self.hooks: list[Callable[[Redis], object]] = []
 
     def beat(self) -> None:
         assert self._client is not None
@@ -140,6 +144,11 @@ class LivenessBeacon:
         pipe.set(liveness_key(self.label), self.worker_name, px=max(1, int(self.ttl_s * 1000)))
         pipe.eval(_MARK_SCRIPT, 1, REDIS_SINCE_KEY)
         pipe.execute()
+        for hook in list(self.hooks):
+            try:
+                hook(self._client)
+            except Exception as exc:  # the liveness key is written: say so apart
+                log.warning("liveness hook %s failed (%s: %s)", hook, type(exc).__name__, exc)
 
     def start(self) -> None:
         """Beat once now (so the key exists before any job starts), then in the background."""
