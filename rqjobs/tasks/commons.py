@@ -121,6 +121,7 @@ def background_task(
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         task_name = name or fn.__name__.replace("_", "-")
+        _check_max_running(task_name, max_running)
         qualname = fn.__qualname__
         if "<locals>" in qualname or fn.__module__ == "__main__":
             raise TaskDefinitionError(
@@ -129,7 +130,6 @@ def background_task(
             )
         signature = inspect.signature(fn)
         check_parameters(task_name, fn, signature)
-        _check_max_running(task_name, max_running)
         spec = TaskSpec(
             name=task_name,
             func=fn,

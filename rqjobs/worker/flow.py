@@ -85,6 +85,7 @@ class QueueFlowMixin:
         self._paused_read_failing = False
         self._paused_shown: frozenset[str] = frozenset()
         self._full_backoff_s = 0.0
+        self._idle_redis_failing = False
         super().__init__(*args, **kwargs)
 
     # -- the paused set ------------------------------------------------------------------
@@ -170,13 +171,23 @@ class QueueFlowMixin:
 
     def _idle_while_paused(self, paused: frozenset[str]) -> None:
         """Every queue of this worker is paused: stay alive and take nothing for a while."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from rq.worker import WorkerStatus
 
-        self.set_state(WorkerStatus.IDLE)  # type: ignore[attr-defined]
         self.procline("Paused: " + ",".join(sorted(paused)))  # type: ignore[attr-defined]
-        self.heartbeat()  # type: ignore[attr-defined]
-        if self.should_run_maintenance_tasks:  # type: ignore[attr-defined]
-            self.run_maintenance_tasks()  # type: ignore[attr-defined]
+        try:
+            self.set_state(WorkerStatus.IDLE)  # type: ignore[attr-defined]
+            self.heartbeat()  # type: ignore[attr-defined]
+            if self.should_run_maintenance_tasks:  # type: ignore[attr-defined]
+                self.run_maintenance_tasks()  # type: ignore[attr-defined]
+            if self._idle_redis_failing:
+                log.info("Worker %s: Redis answers again", self.name)
+            self._idle_redis_failing = False
+        except RedisConnectionError as exc:
+            # as RQ's own wait does: Redis may come back; the paused set is in SQL anyway
+            if not self._idle_redis_failing:
+                log.warning("Worker %s: cannot reach Redis while paused (%s); retrying", self.name, exc)
+            self._idle_redis_failing = True
         # a signal here raises StopRequested out of the sleep, as in RQ's own BLPOP wait
         wait_s = min(PAUSE_REFRESH_S, float(self.dequeue_timeout))  # type: ignore[attr-defined]
         time.sleep(max(0.05, self._paused_read_at + wait_s - time.monotonic()))
