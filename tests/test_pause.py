@@ -211,3 +211,18 @@ def test_schedule_list_shows_a_paused_queue(project: Project) -> None:
     assert view["state"] == "queue mail paused"
     table = project.rqjobs("schedule", "list", check=True).stdout
     assert "queue mail paused" in table
+
+
+def test_pause_holds_on_every_database(project: Project, db_url: str) -> None:
+    """The pause is SQL: the worker reads it on SQLite, PostgreSQL and MariaDB alike."""
+    configure(project, database_url=db_url)
+    held = project.enqueue("add", "--a", "3", "--b", "4", "--queue", "mail")
+    free = project.enqueue("add", "--a", "1", "--b", "1")
+    assert "paused mail" in project.rqjobs("pause", "mail", check=True).stderr
+    project.work("default", "mail")
+    assert project.row(free).status == "finished"
+    assert project.row(held).status == "queued" and project.row(held).attempts == 0
+    assert "paused: mail (since " in project.rqjobs("status", check=True).stderr
+    project.rqjobs("resume", "mail", check=True)
+    project.work("default", "mail")
+    assert project.row(held).status == "finished"
