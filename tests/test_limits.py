@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,6 +47,12 @@ def _burst_worker(project: Project, index: int) -> subprocess.Popen[str]:
             text=True,
             start_new_session=True,
         )
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process ``pid`` has used so far."""
+    fields = (Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2]).split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _running_count(project: Project, task: str) -> int:
@@ -112,12 +119,17 @@ def test_slot_of_a_killed_worker_lapses_within_the_liveness_window(project: Proj
         waiter = project.start_worker(log_name="waiter.log")
         # the second job waits queued, unattempted, while the slot is held
         wait_for(lambda: "Listening on" in (project.root / "waiter.log").read_text(), message="waiter up")
-        deadline = time.monotonic() + 2
+        cpu_before, wall_before = _cpu_s(waiter.pid), time.monotonic()
+        deadline = wall_before + 3
         while time.monotonic() < deadline:
             row = project.row(second)
             assert row.status == "queued" and row.attempts == 0
             assert client.zcard("rqjobs:limit:solo") == 1
             time.sleep(0.1)
+        # meeting a full limit over and over, the waiting worker backs off: it does not spin
+        # (a spinning one would burn about its whole wall time; a slower machine burns less)
+        busy = (_cpu_s(waiter.pid) - cpu_before) / (time.monotonic() - wall_before)
+        assert busy < 0.5, f"the waiting worker used {busy:.0%} of a CPU"
 
         os.killpg(holder.pid, signal.SIGKILL)  # the worker and its work horse, no goodbye
         holder.wait(10)
