@@ -25,6 +25,9 @@ __all__ = [
     "get_task",
     "get_task_record",
     "list_tasks",
+    "pause_queues",
+    "paused_queues",
+    "resume_queues",
     "retry_tasks",
     "set_task_progress",
 ]
@@ -32,6 +35,7 @@ __all__ = [
 if TYPE_CHECKING:
     from rqjobs.api import TaskOutcome, cancel_tasks, enqueue_task, retry_tasks
     from rqjobs.exceptions import InvalidInput, InvalidTaskArguments, PermanentTaskError, RqjobsError
+    from rqjobs.flow import pause_queues, paused_queues, resume_queues
     from rqjobs.queries import get_task, get_task_record, list_tasks
     from rqjobs.runtime import configure
     from rqjobs.store.repository import TaskRecord
@@ -45,6 +49,9 @@ _LAZY = {
     "list_tasks": "rqjobs.queries",
     "retry_tasks": "rqjobs.api",
     "cancel_tasks": "rqjobs.api",
+    "pause_queues": "rqjobs.flow",
+    "resume_queues": "rqjobs.flow",
+    "paused_queues": "rqjobs.flow",
     "TaskOutcome": "rqjobs.api",
     "InvalidInput": "rqjobs.exceptions",
     "InvalidTaskArguments": "rqjobs.exceptions",

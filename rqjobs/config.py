@@ -81,6 +81,9 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     #: the ``[[schedule]]`` tables, validated (their tasks are checked once the task modules load)
     schedules: tuple[ScheduleSpec, ...] = ()
+    #: the ``[limits]`` table: task name -> most jobs of it running at once, across every
+    #: worker; beats ``@background_task(max_running=...)`` (see rqjobs.flow.concurrency_limit)
+    limits: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def embedded_redis(self) -> bool:
@@ -245,7 +248,11 @@ def load_settings(
     values: dict[str, Any] = {}
     mail_values: dict[str, Any] = {}
     schedules: tuple[ScheduleSpec, ...] = ()
+    limits: dict[str, int] = {}
     for key, value in raw.items():
+        if key == "limits":
+            limits = _parse_limits(value, where)
+            continue
         if key == "schedule":
             from rqjobs.schedules.spec import parse_schedules
 
@@ -303,8 +310,27 @@ def load_settings(
         database_url=database_url,
         mail=mail,
         schedules=schedules,
+        limits=limits,
         **values,
     )
+
+
+#: a concurrency limit above this is a typo, not a limit
+MAX_LIMIT = 1_000_000
+
+
+def _parse_limits(value: Any, where: str) -> dict[str, int]:
+    """``[limits]``: task name -> a positive whole number (checked here, before any worker runs)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [limits] must be a table of task name = number")
+    limits: dict[str, int] = {}
+    for name, n in value.items():
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_LIMIT:
+            raise ConfigError(
+                f"{where}: limits.{name} must be a whole number between 1 and {MAX_LIMIT}, got {n!r}"
+            )
+        limits[name] = n
+    return limits
 
 
 def _anchor_sqlite_path(url: str, base_dir: Path) -> str:

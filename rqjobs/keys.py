@@ -30,6 +30,10 @@ WORKERS_SEEN_KEY = "rqjobs:workers:seen"
 #: ``store failing``); set with the liveness key's expiry, deleted when the cause clears.
 #: `rqjobs workers` and the dashboard show it next to RQ's own state
 WORKER_STATE_KEY_PREFIX = "rqjobs:worker-state:"
+#: ``rqjobs:limit:<task name>``: the running slots of a task with a concurrency limit, a
+#: sorted set of RQ job ids scored by when the slot expires (Redis server time, seconds);
+#: see rqjobs.broker.slots
+LIMIT_SLOTS_KEY_PREFIX = "rqjobs:limit:"
 
 
 def liveness_key(label: str) -> str:
@@ -38,6 +42,10 @@ def liveness_key(label: str) -> str:
 
 def worker_state_key(label: str) -> str:
     return WORKER_STATE_KEY_PREFIX + label
+
+
+def limit_slots_key(task_name: str) -> str:
+    return LIMIT_SLOTS_KEY_PREFIX + task_name
 
 
 def suspect_key(job_id: str) -> str:

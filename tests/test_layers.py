@@ -39,6 +39,8 @@ LAYERS: list[list[str]] = [
         "rqjobs.queries",
         "rqjobs.stats",
         "rqjobs.follow",
+        # paused queues and concurrency limits: what the operator sets, what the worker reads
+        "rqjobs.flow",
         "rqjobs.worker.process",
         "rqjobs.worker.liveness",
         "rqjobs.worker.listing",

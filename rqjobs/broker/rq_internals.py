@@ -342,13 +342,34 @@ def repush_in_redis(
     return False
 
 
-def return_to_queue_front(redis: Redis, queue: Queue, job_id: str) -> None:
-    """Undo a dequeue: a job the worker took but will not start goes back to the head of
-    its queue (out of RQ's intermediate list), so the queue's order is kept."""
-    with redis.pipeline() as pipe:
-        pipe.lrem(queue.intermediate_queue_key, 0, job_id)
-        pipe.lpush(queue.key, job_id)
-        pipe.execute()
+def give_back_dequeued(redis: Redis, queue: Queue, job_id: str, *, at_front: bool) -> bool:
+    """Return a job a worker dequeued but will not start (its queue was paused, or its
+    task's concurrency limit is full) to its queue, atomically.
+
+    RQ's dequeue moves the id into the queue's intermediate list (one queue: LMOVE) or pops
+    it (several: BLPOP); either way the job is in no queue now. It goes back at the front
+    (a pause: order kept) or the end (a full limit: the others get their turn) and leaves
+    the intermediate list, so RQ's cleanup never takes it for a job lost mid-start. A job
+    no longer ``queued`` (canceled meanwhile) is not pushed back. False when not pushed.
+    """
+    from redis.exceptions import WatchError
+    from rq.job import JobStatus
+
+    job_key = rq_job_key(job_id)
+    for _attempt in range(5):
+        with redis.pipeline() as pipe:
+            try:
+                pipe.watch(job_key)
+                status = text(pipe.hget(job_key, "status"))
+                pipe.multi()
+                pipe.lrem(queue.intermediate_queue_key, 0, job_id)
+                if status == JobStatus.QUEUED.value:
+                    (pipe.lpush if at_front else pipe.rpush)(queue.key, job_id)
+                pipe.execute()
+                return status == JobStatus.QUEUED.value
+            except WatchError:
+                continue
+    return False
 
 
 def scheduler_locks(redis: Redis) -> Iterator[tuple[str, str, dict[str | None, str | None]]]:

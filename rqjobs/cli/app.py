@@ -18,6 +18,7 @@ from rqjobs.cli.enqueue import enqueue_app
 from rqjobs.cli.errors import RqjobsGroup
 from rqjobs.cli.inspect import show, status, tasks
 from rqjobs.cli.manage import cancel, prune, reconcile, retry
+from rqjobs.cli.queues import pause, resume
 from rqjobs.cli.redis import redis_app
 from rqjobs.cli.schedule import schedule_app
 from rqjobs.cli.stats import stats
@@ -40,6 +41,8 @@ app.add_typer(redis_app, name="redis")
 app.add_typer(db_app, name="db")
 app.add_typer(schedule_app, name="schedule")
 app.command()(reconcile)
+app.command()(pause)
+app.command()(resume)
 app.command()(web)
 
 

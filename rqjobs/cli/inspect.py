@@ -6,7 +6,7 @@ are the whole truth these commands show.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -71,6 +71,20 @@ def status(
 
     counts = store.counts_by_status(names=name or (), since=since_dt, schedules=schedule or ())
     stdout().print(status_table(rows, counts, statuses))
+    _note_paused(runtime)
+
+
+def _note_paused(runtime: Any) -> None:
+    """A line on stderr naming the paused queues: why queued rows may not move."""
+    from rich.markup import escape
+
+    from rqjobs.cli.context import info
+    from rqjobs.cli.render.flow import paused_summary
+    from rqjobs.flow import paused_queues
+
+    line = paused_summary(paused_queues(runtime))
+    if line:
+        info(f"[yellow]{escape(line)}[/yellow]")
 
 
 def show(

@@ -29,12 +29,18 @@ class ScheduleView:
     last_task_id: int | None
     last_status: str | None
     paused: bool
+    #: the queue its rows go to
+    queue: str = ""
+    #: that queue is paused (``rqjobs pause``): ticks still make rows, which wait queued
+    queue_paused: bool = False
 
     @property
     def state(self) -> str:
         if not self.spec.enabled:
             return "disabled"
-        return "paused" if self.paused else "active"
+        if self.paused:
+            return "paused"
+        return f"queue {self.queue} paused" if self.queue_paused else "active"
 
     def to_dict(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -49,6 +55,8 @@ class ScheduleView:
             "skip_if_running": self.spec.skip_if_running,
             "enabled": self.spec.enabled,
             "paused": self.paused,
+            "queue": self.queue,
+            "queue_paused": self.queue_paused,
             "state": self.state,
             "next_tick": iso(self.next_tick),
             "last_tick": iso(self.last_tick),
@@ -74,8 +82,10 @@ def list_schedules(runtime: Runtime) -> list[ScheduleView]:
     states = store.states([s.name for s in specs])
     last_rows = store.last_tick_rows([s.name for s in specs])
     now = utcnow()
+    paused_queues = _paused_queue_names(runtime)
     views = []
     for spec in specs:
+        queue = _queue_of(runtime, spec)
         state = states.get(spec.name)
         paused = bool(state and state.paused)
         row = last_rows.get(spec.name)
@@ -87,9 +97,25 @@ def list_schedules(runtime: Runtime) -> list[ScheduleView]:
                 last_task_id=row.id if row else None,
                 last_status=row.status if row else None,
                 paused=paused,
+                queue=queue,
+                queue_paused=queue in paused_queues,
             )
         )
     return views
+
+
+def _queue_of(runtime: Runtime, spec: ScheduleSpec) -> str:
+    """The queue a schedule's rows go to: its own, else its task's, else the default."""
+    from rqjobs.tasks.registry import registered_tasks
+
+    task = registered_tasks().get(spec.task)
+    return spec.queue or (task.queue if task else None) or runtime.settings.default_queue
+
+
+def _paused_queue_names(runtime: Runtime) -> set[str]:
+    from rqjobs.flow import paused_queues
+
+    return {p.queue for p in paused_queues(runtime)}
 
 
 def run_schedule(runtime: Runtime, name: str) -> TaskRecord:

@@ -85,6 +85,7 @@ def background_task(
     retries: int | None = None,
     retry_interval_s: int | list[int] | None = None,
     validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    max_running: int | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -97,6 +98,7 @@ def background_task(
     retries: int | None = None,
     retry_interval_s: int | list[int] | None = None,
     validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    max_running: int | None = None,
 ) -> Any:
     """Register a function as an rqjobs task and track its runs in the task row.
 
@@ -112,10 +114,15 @@ def background_task(
     caller's arguments as they are. An ``InvalidTaskArguments`` (any
     ``rqjobs.InvalidInput``) raised by the task itself, in the worker, fails the row at
     once: an input error does not get better with retries.
+
+    ``max_running=N`` lets at most N jobs of the task run at once, across every worker and
+    host; the others wait ``queued`` (no attempt is counted) until a slot frees. A
+    ``[limits]`` entry in rqjobs.toml for the task's name overrides it.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         task_name = name or fn.__name__.replace("_", "-")
+        _check_max_running(task_name, max_running)
         qualname = fn.__qualname__
         if "<locals>" in qualname or fn.__module__ == "__main__":
             raise TaskDefinitionError(
@@ -133,6 +140,7 @@ def background_task(
             retries=retries,
             retry_interval_s=retry_interval_s,
             validate=validate,
+            max_running=max_running,
             signature=signature,
         )
 
@@ -151,6 +159,16 @@ def background_task(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+def _check_max_running(task_name: str, max_running: object) -> None:
+    """A limit must be a positive whole number: 0 would mean "never runs", a typo."""
+    if max_running is None:
+        return
+    if isinstance(max_running, bool) or not isinstance(max_running, int) or max_running < 1:
+        raise TaskDefinitionError(
+            f"task {task_name!r}: max_running must be a whole number of at least 1, got {max_running!r}"
+        )
 
 
 # -- running inside a worker ------------------------------------------------------------

@@ -62,6 +62,9 @@ class TaskSpec:
     retries: int | None = None
     retry_interval_s: int | list[int] | None = None
     validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    #: at most this many jobs of the task run at once across every worker (None: no limit);
+    #: ``[limits]`` in rqjobs.toml beats it (rqjobs.flow.concurrency_limit)
+    max_running: int | None = None
     signature: inspect.Signature = field(default=None, repr=False)  # type: ignore[assignment]
     #: the decorated function: what a worker calls
     wrapper: Callable[..., Any] = field(default=None, repr=False)  # type: ignore[assignment]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -177,6 +178,9 @@ class LivenessBeacon:
         self.state: str | None = None
         self._published_state: str | None = None
         self._stuck_noted = False
+        #: more leases that live exactly as long as this process does, refreshed on every
+        #: beat with the beacon's own connection (rqjobs.worker.flow: concurrency-limit slots)
+        self.hooks: list[Callable[[Redis], object]] = []
 
     def note_progress(self) -> None:
         """The main loop is moving (called from the main thread, often)."""
@@ -221,6 +225,11 @@ class LivenessBeacon:
             pipe.hset(WORKERS_SEEN_KEY, self.label, f"{time.time():.3f}")
         pipe.execute()
         self._published_state = state
+        for hook in list(self.hooks):
+            try:
+                hook(self._client)
+            except Exception as exc:  # the liveness key is written: say so apart
+                log.warning("liveness hook %s failed (%s: %s)", hook, type(exc).__name__, exc)
 
     def start(self) -> None:
         """Beat once now (so the key exists before any job starts), then in the background."""

@@ -26,12 +26,14 @@ from rq.utils import now
 from rq.worker import Worker
 
 from rqjobs.broker.job import RqjobsJob, task_id_of
+from rqjobs.flow import check_limits
 from rqjobs.hostpid import host_pid
 from rqjobs.schedules.ticker import ScheduleTickerMixin, check_schedules
 from rqjobs.status import WAITING, TaskStatus
 from rqjobs.store.models import utcnow
 from rqjobs.store.repository import attempt_log_entry
 from rqjobs.tasks import commons
+from rqjobs.worker.flow import QueueFlowMixin
 from rqjobs.worker.health import WorkerHealthMixin
 from rqjobs.worker.horse_exit import describe_end, settle_quiet_exit
 from rqjobs.worker.process import signal_description
@@ -60,11 +62,14 @@ class TrackingDeathPenalty(UnixSignalDeathPenalty):
         super().handle_death_penalty(signum, frame)
 
 
-class RqjobsWorker(ScheduleTickerMixin, StorePauseMixin, WorkerHealthMixin, Worker):
+class RqjobsWorker(ScheduleTickerMixin, QueueFlowMixin, StorePauseMixin, WorkerHealthMixin, Worker):
     """A forking RQ worker that keeps task rows truthful.
 
     :class:`~rqjobs.worker.health.WorkerHealthMixin` adds the liveness key, periodic
     reconcile, horses that die with the worker, and tolerance of Redis outages;
+    :class:`~rqjobs.worker.flow.QueueFlowMixin` skips paused queues and holds jobs whose
+    task's concurrency limit is full (it wraps the store pause, so a slot taken for a job the
+    pause gives back is given back too);
     :class:`~rqjobs.worker.store_pause.StorePauseMixin` takes no jobs while the task
     database fails;
     :class:`~rqjobs.schedules.ticker.ScheduleTickerMixin` fires the ``[[schedule]]`` ticks.
@@ -357,6 +362,7 @@ def run_worker(
     install_log_redaction()  # no password of a configured URL reaches the worker's log
     commons.load_task_modules(runtime.settings)
     check_schedules(runtime.settings)  # an unknown task or bad arguments: refused before any work
+    check_limits(runtime.settings)  # a [limits] entry naming no task would limit nothing
     # open the task database now: a wrong URL or a schema that needs `rqjobs db upgrade`
     # stops the worker with a clear error instead of failing every job it takes
     runtime.store  # noqa: B018

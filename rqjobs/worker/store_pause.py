@@ -51,9 +51,9 @@ class StorePauseMixin:
         if reason is None:
             super().execute_job(job, queue)  # type: ignore[misc]
             return
-        from rqjobs.broker.rq_internals import return_to_queue_front
+        from rqjobs.broker.rq_internals import give_back_dequeued
 
-        return_to_queue_front(self.connection, queue, job.id)
+        give_back_dequeued(self.connection, queue, job.id, at_front=True)
         log.warning(
             "the task database is failing (%s): job %s goes back to its queue unrun; "
             "this worker takes no jobs until the database answers",
