@@ -137,7 +137,12 @@ class TaskFollower:
             newest = store.find(limit=1)
             self._max_id = newest[0].id if newest else 0
         rows = store.find(statuses=(TaskStatus.RUNNING.value,), names=names, limit=self.active_limit)
-        rows += store.find(statuses=WAITING, names=names, limit=self.active_limit, oldest_first=True)
+        rows += store.find(
+            statuses=(*WAITING, TaskStatus.DEFERRED.value),
+            names=names,
+            limit=self.active_limit,
+            oldest_first=True,
+        )
         if not first_poll:
             new = store.find(names=names, after_id=self._max_id, limit=NEW_ROWS_LIMIT, oldest_first=True)
             rows += new

@@ -231,7 +231,7 @@ class SearchReads:
         finished_at``), so the cost follows the backlog and the recent runs, not the table:
         grouping the whole table by queue took over a second on a million SQLite rows.
         """
-        active = [*WAITING, TaskStatus.RUNNING.value]
+        active = [*WAITING, TaskStatus.DEFERRED.value, TaskStatus.RUNNING.value]
         # status first in GROUP BY: grouped by queue first, SQLite walked the whole (queue, id) index
         queries = [
             select(_c.queue, _c.status, func.count())

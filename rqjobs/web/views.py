@@ -51,7 +51,7 @@ BULK_LIMIT = 500
 #: ids one progress poll may ask about
 MAX_POLL_IDS = 200
 #: statuses an action applies to
-CANCELABLE = (*WAITING, TaskStatus.RUNNING.value)
+CANCELABLE = (*WAITING, TaskStatus.DEFERRED.value, TaskStatus.RUNNING.value)
 
 
 def make_blueprint(
@@ -219,6 +219,8 @@ def make_blueprint(
             "rqjobs_web/task.html",
             nav="tasks",
             task=record,
+            parents=get_runtime().store.parent_states(task_id) if record.after else [],
+            dependents=get_runtime().store.children_of(task_id),
             timeline=present.timeline(record),
             blocks=present.log_blocks(record.log),
         )

@@ -38,7 +38,7 @@ def stats_view(stats: Any, window: str) -> Group:
     """The per-name table and a chart of runs ended over time (finished and failed)."""
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("TASK", no_wrap=True, max_width=18, overflow="ellipsis")
-    for header in ("DONE", "FAILED", "CANCEL", "ACTIVE"):
+    for header in ("DONE", "FAILED", "CANCEL", "ACTIVE", "DEFER"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("FAIL%", justify="right", no_wrap=True)
     table.add_column("P50", justify="right", no_wrap=True)
@@ -54,6 +54,7 @@ def stats_view(stats: Any, window: str) -> Group:
             str(c["failed"]),
             str(c["canceled"]),
             str(active),
+            str(c.get("deferred", 0)),
             _pct(task.failure_rate),
             format_duration(task.p50_s),
             format_duration(task.p95_s),

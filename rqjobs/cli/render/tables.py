@@ -25,6 +25,7 @@ from rqjobs.timeparse import format_duration
 STATUS_STYLES = {
     TaskStatus.QUEUED.value: "cyan",
     TaskStatus.SCHEDULED.value: "blue",
+    TaskStatus.DEFERRED.value: "dim cyan",
     TaskStatus.RUNNING.value: "yellow",
     TaskStatus.FINISHED.value: "green",
     TaskStatus.FAILED.value: "bold red",
@@ -149,8 +150,23 @@ def _gap(start: datetime | None, end: datetime | None, what: str) -> str:
     return f"  ({what} {format_duration((end - start).total_seconds())})"
 
 
-def task_detail(row: TaskRecord) -> Group:
-    """Every field of the row, the result as pretty JSON and the log as text."""
+def _linked(tasks: Sequence[tuple[int, str | None]]) -> Text:
+    """``#3 finished, #4 running``: tasks with their statuses (None: deleted)."""
+    text = Text()
+    for i, (task_id, status) in enumerate(tasks):
+        if i:
+            text.append(", ")
+        text.append(f"#{task_id} ")
+        text.append_text(status_text(status or "deleted"))
+    return text
+
+
+def task_detail(
+    row: TaskRecord,
+    parents: Sequence[tuple[int, str | None]] = (),
+    dependents: Sequence[tuple[int, str | None]] = (),
+) -> Group:
+    """Every field of the row, its parents and dependents, the result as pretty JSON and the log."""
     info = Table.grid(padding=(0, 2))
     info.add_column(style="bold", no_wrap=True)
     info.add_column()
@@ -163,6 +179,10 @@ def task_detail(row: TaskRecord) -> Group:
         literal(f"{row.progress}%" + (f"  {row.progress_message}" if row.progress_message else "")),
     )
     info.add_row("queue", literal(row.queue))
+    if parents:
+        info.add_row("after", _linked(parents))
+    if dependents:
+        info.add_row("dependents", _linked(dependents))
     if row.schedule:
         tick = f"tick {_when(row.schedule_tick)}" if row.schedule_tick else "run by hand, outside the ticks"
         info.add_row("schedule", literal(f"{row.schedule} ({tick})"))
