@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,17 @@ from tests.conftest import Project, wait_for
 from tests.faults import FAST_RECONCILE, kill_session, pid_alive, reconcile, redis_known_for
 from tests.helpers import configure
 from tests.support.databases import db_url  # noqa: F401  (fixture)
+
+
+def _columns(description: str) -> dict[str, object]:
+    return {
+        "name": "add",
+        "description": description,
+        "queue": "default",
+        "args": [],
+        "kwargs": {},
+        "timeout_s": 30,
+    }
 
 
 def _row(store: TaskStore, description: str = "t", **extra: object) -> int:
@@ -105,6 +117,62 @@ def test_store_edges_refusals_and_conditional_moves(db_url: str) -> None:  # noq
     assert store.mark_deferred_again(other.id, canceled.finished_at, "--- z ---\n")
     assert store.get(other.id).status == "deferred"  # type: ignore[union-attr]
     assert store.deferred_without_parents() == []
+
+
+def test_prune_keeps_a_parent_a_deferred_task_waits_for(db_url: str) -> None:  # noqa: F811
+    from datetime import datetime, timedelta, timezone
+
+    store = TaskStore(get_engine(db_url), retry_s=5)
+    parent, other, lone = _row(store, "p"), _row(store, "q"), _row(store, "lone")
+    for task_id in (parent, lone):
+        store.mark_running(task_id, "h:1")
+        store.mark_finished(task_id, {"ok": True})
+    child = store.insert_after([parent, other], **_columns("c"))
+    later = datetime.now(timezone.utc) + timedelta(days=1)
+    assert store.delete_older_than(later, dry_run=True) == 1
+    assert store.delete_older_than(later) == 1  # the lone row; the parent is kept for the child
+    assert store.get(lone) is None and store.get(parent) is not None
+    store.mark_canceled(child.id, ("deferred",), "--- canceled ---\n")
+    assert store.delete_older_than(later) == 2  # the parent and the (now final) child
+    assert store.children_of(parent) == [] and store.parent_states(child.id) == []  # edges gone
+
+
+def test_a_chain_and_a_cascade_on_each_database(project: Project, db_url: str) -> None:  # noqa: F811
+    """The release and the cancel, by real workers, on SQLite, PostgreSQL and MariaDB."""
+    configure(project, database_url=db_url)
+    a = _enqueue(project, "add", "--a", "1", "--b", "2", description="A")
+    b = _enqueue(project, "add", "--a", "3", "--b", "4", after=(a,), description="B")
+    bad = _enqueue(project, "fail-always", description="bad")
+    c = _enqueue(project, "add", "--a", "5", "--b", "6", after=(b, bad), description="C")
+    d = _enqueue(project, "add", "--a", "5", "--b", "6", after=(c,), description="D")
+    project.work()
+    assert [project.row(i).status for i in (a, b, bad, c, d)] == [
+        "finished",
+        "finished",
+        "failed",
+        "canceled",
+        "canceled",
+    ]
+    assert f"parent #{bad} failed" in project.row(c).log
+    assert f"parent #{c} was canceled" in project.row(d).log
+
+
+def test_the_dashboard_shows_and_filters_deferred_tasks(project: Project) -> None:
+    from rqjobs.web import create_app
+
+    a = _enqueue(project, "add", "--a", "1", "--b", "2", description="A")
+    b = _enqueue(project, "add", "--a", "3", "--b", "4", after=(a,), description="B")
+    app = create_app(project.runtime())
+    app.testing = True
+    client = app.test_client()
+    listed = client.get("/tasks", query_string={"q": "status:deferred"}).get_data(as_text=True)
+    assert [int(i) for i in re.findall(r'<tr data-task-id="(\d+)"', listed)] == [b]
+    overview = client.get("/").get_data(as_text=True)
+    assert "status:deferred" in overview and 'status-deferred">deferred' in overview
+    page = client.get(f"/tasks/{b}").get_data(as_text=True)
+    assert f'href="/tasks/{a}">#{a}</a>' in page  # its parent
+    parent_page = client.get(f"/tasks/{a}").get_data(as_text=True)
+    assert f'href="/tasks/{b}">#{b}</a>' in parent_page  # its dependent
 
 
 # -- with real workers ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, insert, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, exists, insert, select
 
 from rqjobs.exceptions import InvalidDependency
 from rqjobs.status import TaskStatus
@@ -63,6 +63,25 @@ def refuse_bad_parents(conn: Connection, parent_ids: Sequence[int]) -> None:
         raise InvalidDependency(
             f"parent {', '.join(ended)}: this task could never run (retry the parent first, or leave it out)"
         )
+
+
+def no_waiting_dependents() -> ColumnElement[bool]:
+    """``prune``'s guard: a row that a ``deferred`` row still waits for is kept.
+
+    Deleting it would leave the dependent unable to tell whether its parent finished.
+    """
+    child = _tasks.alias("waiting_child")
+    return ~exists(
+        select(_d.task_id)
+        .select_from(_deps.join(child, child.c.id == _d.task_id))
+        .where(_d.parent_id == _c.id, child.c.status == _DEFERRED)
+    )
+
+
+def delete_edges(conn: Connection, child_ids: Sequence[int]) -> None:
+    """The edges of deleted rows go with them (``prune``)."""
+    if child_ids:
+        conn.execute(delete(_deps).where(_d.task_id.in_(list(child_ids))))
 
 
 def with_parents(conn: Connection, records: list[TaskRecord]) -> list[TaskRecord]:
@@ -230,7 +249,8 @@ class DependencyOps:
         return self._child_update(
             task_id,
             {"status": _DEFERRED},
-            {"status": _CANCELED, "finished_at": utcnow(), "progress_message": None},
+            # unique_active: a final row holds no unique key (migration 0005)
+            {"status": _CANCELED, "finished_at": utcnow(), "progress_message": None, "unique_active": None},
             log_entry,
         )
 

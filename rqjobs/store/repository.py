@@ -37,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from rqjobs import defaults
 from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
 from rqjobs.store.aggregates import AggregateReads
-from rqjobs.store.dependencies import DependencyOps, with_parents
+from rqjobs.store.dependencies import DependencyOps, delete_edges, no_waiting_dependents, with_parents
 from rqjobs.store.models import Task, utcnow
 from rqjobs.store.records import TaskRecord, attempt_log_entry, record_of, row_values
 from rqjobs.store.retry import is_transient, run_with_retry, short_reason, values_landed
@@ -338,8 +338,12 @@ class TaskStore(AggregateReads, SearchReads, DependencyOps):
     def delete_older_than(
         self, cutoff: datetime, statuses: Sequence[str] = FINAL, batch: int = 1000, dry_run: bool = False
     ) -> int:
-        """Delete final rows created before ``cutoff`` in batches; returns how many."""
-        where = and_(_c.created_at < cutoff, _c.status.in_(list(statuses)))
+        """Delete final rows created before ``cutoff`` in batches; returns how many.
+
+        A row a ``deferred`` task still waits for is kept, and a deleted row's
+        dependency edges go with it.
+        """
+        where = and_(_c.created_at < cutoff, _c.status.in_(list(statuses)), no_waiting_dependents())
         if dry_run:
             return self._read(
                 "count old tasks",
@@ -350,6 +354,7 @@ class TaskStore(AggregateReads, SearchReads, DependencyOps):
 
         def one_batch(conn: Connection) -> int:
             ids = conn.execute(select(_c.id).where(where).limit(batch)).scalars().all()
+            delete_edges(conn, ids)
             return conn.execute(delete(_table).where(_c.id.in_(ids))).rowcount if ids else 0
 
         total = 0
