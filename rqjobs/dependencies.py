@@ -84,10 +84,16 @@ class _Work:
                     self._parent(task_id)
                 else:
                     self._child(task_id)
-            except Exception:
-                if not self.dry_run:
-                    raise
-                log.warning("dependencies of task %s not checked", task_id, exc_info=True)
+            except Exception as exc:
+                # best effort: what the caller did stands (a cancel, a finished run), and
+                # reconcile's dependency pass settles these rows later
+                log.warning(
+                    "dependencies of task %s not settled: %s: %s",
+                    task_id,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=True,
+                )
         return self.changes
 
     # -- a task whose status changed: its children follow ---------------------------------

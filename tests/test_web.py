@@ -118,6 +118,7 @@ def test_overview_counts_charts_and_workers(client: Any, project: Project) -> No
     assert counts == {
         "queued": "1",
         "scheduled": "0",
+        "deferred": "0",
         "running": "0",
         "finished": "3",
         "failed": "1",

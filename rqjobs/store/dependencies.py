@@ -80,7 +80,11 @@ def no_waiting_dependents() -> ColumnElement[bool]:
 
 def delete_edges(conn: Connection, child_ids: Sequence[int]) -> None:
     """The edges of deleted rows go with them (``prune``)."""
-    if child_ids:
+    if not child_ids:
+        return
+    # most rows have no edge: look first (primary key), so a prune batch without dependencies
+    # costs no second DELETE
+    if conn.execute(select(_d.task_id).where(_d.task_id.in_(list(child_ids))).limit(1)).first() is not None:
         conn.execute(delete(_deps).where(_d.task_id.in_(list(child_ids))))
 
 
@@ -209,7 +213,9 @@ class DependencyOps:
 
         A child canceled when its parent failed must not stay canceled once the parent is
         retried; the retry restores it, and this finds the ones a crash in between left
-        behind: a ``canceled`` child whose parent was enqueued again after the cancel.
+        behind: a ``canceled`` child whose parent, not final, was enqueued again after the
+        cancel. A parent that has finished since is left out: the worker that ran it
+        restored its children then, and a pair that matched forever would cost every pass.
         """
         child, parent = _tasks.alias("child"), _tasks.alias("parent")
         stmt = (
@@ -218,7 +224,7 @@ class DependencyOps:
             .join(parent, parent.c.id == _d.parent_id)
             .where(
                 child.c.status == _CANCELED,
-                parent.c.status.not_in(list(_REFUSING)),
+                parent.c.status.not_in([*_REFUSING, TaskStatus.FINISHED.value]),
                 parent.c.enqueued_at > child.c.finished_at,
             )
             .distinct()

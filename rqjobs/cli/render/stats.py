@@ -38,7 +38,7 @@ def stats_view(stats: Any, window: str) -> Group:
     """The per-name table and a chart of runs ended over time (finished and failed)."""
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("TASK", no_wrap=True, max_width=18, overflow="ellipsis")
-    for header in ("DONE", "FAILED", "CANCEL", "ACTIVE", "DEFER"):
+    for header in ("DONE", "FAILED", "CANCEL", "ACTIVE"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("FAIL%", justify="right", no_wrap=True)
     table.add_column("P50", justify="right", no_wrap=True)
@@ -46,7 +46,8 @@ def stats_view(stats: Any, window: str) -> Group:
     table.add_column("MAX", justify="right", no_wrap=True)
     for task in stats.tasks:
         c = task.counts
-        active = c["queued"] + c["scheduled"] + c["running"]
+        # not ended yet: waiting (deferred too: it waits for its parents) or running
+        active = c["queued"] + c["scheduled"] + c.get("deferred", 0) + c["running"]
         style = "red" if c["failed"] else None
         table.add_row(
             literal(task.name),
@@ -54,7 +55,6 @@ def stats_view(stats: Any, window: str) -> Group:
             str(c["failed"]),
             str(c["canceled"]),
             str(active),
-            str(c.get("deferred", 0)),
             _pct(task.failure_rate),
             format_duration(task.p50_s),
             format_duration(task.p95_s),
