@@ -16,7 +16,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from rqjobs.checks import TaskPlan, check_task, resolve_schedule
-from rqjobs.exceptions import EnqueueFailed, InvalidInput
+from rqjobs.dependencies import check_after, settle_dependents, settle_task
+from rqjobs.exceptions import InvalidInput
+from rqjobs.submit import submit_job
 from rqjobs.tasks.registry import get_task as task_spec
 
 if TYPE_CHECKING:
@@ -39,9 +41,15 @@ def enqueue_task(
     delay_s: float | None = None,
     runtime: Runtime | None = None,
     task_kwargs: Mapping[str, Any] | None = None,
+    after: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> TaskRecord:
     """Record a task and enqueue its job; returns a snapshot of the new row.
+
+    ``after``: ids of tasks this one waits for. The row is then ``deferred``, with no job
+    in Redis, until every one of them has finished (at once if they already have); it is
+    canceled if one fails for good or is canceled. A parent that does not exist, or that
+    already failed or was canceled, is refused (nothing written).
 
     The task's arguments follow ``task``: positionally or by keyword. A parameter whose
     name is one of this function's own (``queue``, ``description``...) goes in
@@ -67,58 +75,24 @@ def enqueue_task(
         task_kwargs=task_kwargs,
         **kwargs,
     )
+    parents = check_after(after, scheduled=plan.scheduled_for is not None)
+    if parents:
+        return _enqueue_after(runtime, plan, parents)
     record = runtime.store.insert(**plan.row_options())
     submit_job(runtime, record)
     return record
 
 
-def submit_job(runtime: Runtime, record: TaskRecord) -> None:
-    """Put the row's job in Redis (``job_id = str(row.id)``); on failure, fail the row."""
-    from redis.exceptions import RedisError
-    from rq.job import Retry
+def _enqueue_after(runtime: Runtime, plan: TaskPlan, parents: list[int]) -> TaskRecord:
+    """A deferred row and its edges, committed together; then released at once if it may run.
 
-    from rqjobs.broker.connection import describe, job_landed
-    from rqjobs.exceptions import RqjobsError
-    from rqjobs.store.repository import attempt_log_entry
-
-    spec = task_spec(record.name)
-    try:
-        queue = runtime.queue(record.queue)
-        job = queue.create_job(
-            spec.path,
-            args=record.args,
-            kwargs=record.kwargs,
-            timeout=record.timeout_s,
-            result_ttl=runtime.settings.result_ttl_s,
-            failure_ttl=runtime.settings.failure_ttl_s,
-            description=record.description,
-            job_id=record.job_id,
-            retry=Retry(max=record.max_retries, interval=record.retry_intervals or 0)
-            if record.max_retries
-            else None,
-        )
-        if record.scheduled_for is not None:
-            # RQ's ScheduledJobRegistry.schedule ignores a pipeline: let RQ order the writes
-            queue.schedule_job(job, record.scheduled_for)
-        else:
-            # one MULTI/EXEC round trip: RQ alone sends the queue registration separately
-            with runtime.redis.pipeline() as pipe:
-                queue.enqueue_job(job, pipeline=pipe)
-                pipe.execute()
-    except BaseException as exc:
-        # whatever went wrong, the committed row must not stay queued for a job that does not exist
-        reason = f"{type(exc).__name__}: {exc}"
-        where = describe(runtime.settings)
-        if job_landed(runtime.settings, record.job_id):
-            # a timed-out write may still have reached Redis: then the job exists and runs
-            return
-        entry = attempt_log_entry(
-            record.attempts, "was not enqueued", f"could not put the job in Redis ({where}): {reason}"
-        )
-        runtime.store.mark_enqueue_failed(record.id, entry)
-        if isinstance(exc, (RedisError, OSError, RqjobsError)):
-            raise EnqueueFailed(f"task {record.id} failed: Redis is unreachable ({where}): {reason}") from exc
-        raise
+    The settle after the commit closes the race with a parent ending meanwhile: that
+    parent's worker may have looked for dependents before this row existed.
+    """
+    record = runtime.store.insert_after(parents, **plan.row_options())
+    if settle_task(runtime, record.id):
+        return runtime.store.get(record.id) or record
+    return record
 
 
 #: the "did it land after all?" probe after a failed enqueue waits at most this long
@@ -215,7 +189,11 @@ def retry_tasks(
         ids += [i for i in store.ids_with_status((TaskStatus.FAILED.value,), names=names) if i not in ids]
     outcomes = []
     for task_id in ids:
-        outcomes.append(_retry_one(runtime, task_id, RETRYABLE))
+        outcome = _retry_one(runtime, task_id, RETRYABLE)
+        if outcome.ok:
+            # its dependents canceled because it failed wait for it again
+            settle_dependents(runtime, task_id)
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -268,13 +246,21 @@ def cancel_tasks(task_ids: Sequence[int], *, runtime: Runtime | None = None) -> 
     it), then its job is removed from Redis. A row that turned ``running`` in between is
     handled as running: RQ's stop-job command kills its work horse, and the row is
     marked canceled (the worker records the same; whichever writes first wins, and the
-    worker never turns a stopped job into ``failed``). Finished and failed tasks are
-    left alone: their outcome says so and is not ``ok``.
+    worker never turns a stopped job into ``failed``). A ``deferred`` row (no job yet) is
+    canceled at once. Finished and failed tasks are left alone: their outcome says so
+    and is not ``ok``. The tasks waiting for a canceled one (``after=``) are canceled
+    with it, each saying why (:mod:`rqjobs.dependencies`).
     """
     from rqjobs.runtime import ready_runtime
 
     runtime = ready_runtime(runtime)
-    return [_cancel_one(runtime, int(task_id)) for task_id in dict.fromkeys(task_ids)]
+    outcomes = []
+    for task_id in dict.fromkeys(task_ids):
+        outcome = _cancel_one(runtime, int(task_id))
+        if outcome.ok:
+            settle_dependents(runtime, outcome.task_id)  # its dependents are canceled with it
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _cancel_one(runtime: Runtime, task_id: int) -> TaskOutcome:
@@ -282,18 +268,18 @@ def _cancel_one(runtime: Runtime, task_id: int) -> TaskOutcome:
 
     store = runtime.store
     stop_note: str | None = None
+    cancelable = (*WAITING, TaskStatus.DEFERRED.value)
     for _ in range(5):  # the row may move on while we look at it; look again a few times
         record = store.get(task_id)
         if record is None:
             return TaskOutcome(task_id, False, "skipped", f"no task {task_id}")
-        if record.status in WAITING:
-            where = (
-                "the scheduled jobs"
-                if record.status == TaskStatus.SCHEDULED.value
-                else f"queue {record.queue}"
-            )
+        if record.status in cancelable:
+            where = {
+                TaskStatus.SCHEDULED.value: "the scheduled jobs",
+                TaskStatus.DEFERRED.value: "the tasks waiting for their parents",
+            }.get(record.status, f"queue {record.queue}")
             entry = operator_log_entry("canceled", f"was {record.status}; removed from {where} before it ran")
-            if not store.mark_canceled(task_id, WAITING, entry):
+            if not store.mark_canceled(task_id, cancelable, entry):
                 continue
             try:
                 _delete_job(runtime, record.job_id)

@@ -54,6 +54,10 @@ class UnknownSchedule(InvalidInput):
     """No schedule is configured under that name."""
 
 
+class InvalidDependency(InvalidInput):
+    """A parent named by --after does not exist, or already failed or was canceled."""
+
+
 class TaskDefinitionError(RqjobsError):
     """A task is defined in a way rqjobs cannot register."""
 

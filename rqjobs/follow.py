@@ -164,6 +164,10 @@ class TaskFollower:
             self._max_id = newest[0].id if newest else 0
         rows = store.find(statuses=(TaskStatus.RUNNING.value,), names=names, limit=self.active_limit)
         rows += store.find(statuses=WAITING, names=names, limit=self.active_limit, oldest_first=True)
+        # waiting for their parents (--after): shown too, after the rows that can run now
+        rows += store.find(
+            statuses=(TaskStatus.DEFERRED.value,), names=names, limit=self.active_limit, oldest_first=True
+        )
         if not first_poll:
             new = store.find(names=names, after_id=self._max_id, limit=NEW_ROWS_LIMIT, oldest_first=True)
             rows += new

@@ -35,6 +35,8 @@ LAYERS: list[list[str]] = [
     ["rqjobs.tasks"],
     [
         "rqjobs.checks",
+        "rqjobs.submit",
+        "rqjobs.dependencies",
         "rqjobs.api",
         "rqjobs.queries",
         "rqjobs.stats",

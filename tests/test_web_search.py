@@ -124,25 +124,6 @@ def test_schedule_qualifier_walks_the_schedule_index(store: Any) -> None:
         assert "ix_tasks_schedule_id" in plan, plan
 
 
-def test_dependencies_of_a_task(store: Any) -> None:
-    from sqlalchemy import insert
-
-    from rqjobs.store.models import task_dependencies_table
-
-    a = _row(store, status="finished")
-    b = _row(store, status="running")
-    child = _row(store, status="deferred")
-    other = _row(store)
-    with store.engine.begin() as conn:
-        conn.execute(
-            insert(task_dependencies_table),
-            [{"task_id": child, "parent_id": a}, {"task_id": child, "parent_id": b}],
-        )
-    assert store.dependencies_of(child) == ([(a, "finished"), (b, "running")], [])
-    assert store.dependencies_of(a) == ([], [(child, "deferred")])
-    assert store.dependencies_of(other) == ([], [])
-
-
 def test_keyset_pages_and_windows(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from rqjobs.store import search
 

@@ -130,6 +130,20 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
         None,
     )
     add(
+        "after",
+        Annotated[
+            list[int] | None,
+            typer.Option(
+                "--after",
+                metavar="ID",
+                min=1,
+                help="Run only after this task has finished (repeatable); deferred until then.",
+                rich_help_panel="Job",
+            ),
+        ],
+        None,
+    )
+    add(
         "kwargs_json",
         Annotated[
             str | None,
@@ -187,6 +201,7 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
             retry_interval=_parse_intervals(values["retry_interval"]),
             at=values["at"],
             in_=values["in_"],
+            after=values["after"],
             dry_run=values["dry_run"],
             as_json=values["as_json"],
         )
@@ -280,6 +295,7 @@ def run_enqueue(
     retry_interval: int | list[int] | None,
     at: str | None,
     in_: str | None,
+    after: list[int] | None = None,
     dry_run: bool = False,
     as_json: bool = False,
 ) -> None:
@@ -304,14 +320,21 @@ def run_enqueue(
     }
     if dry_run:
         plan = check_task(spec.name, **options)
+        planned = plan.to_dict()
+        if after:
+            from rqjobs.dependencies import check_after
+
+            parents = check_after(after, scheduled=plan.scheduled_for is not None)
+            options["runtime"].store.check_parents(parents)
+            planned["after"] = parents
         if as_json:
-            echo_json(plan.to_dict(), ensure_ascii=False)
+            echo_json(planned, ensure_ascii=False)
         else:
-            for key, value in plan.to_dict().items():
+            for key, value in planned.items():
                 typer.echo(f"{key}: {json.dumps(value, ensure_ascii=False)}")
         info("[dim]dry run: checked, nothing was enqueued[/dim]")
         return
-    record = enqueue_task(spec.name, **options)
+    record = enqueue_task(spec.name, after=after or None, **options)
     typer.echo(record.id)
     when_text = (
         f", scheduled for {record.scheduled_for.isoformat(timespec='seconds')}"
@@ -322,6 +345,8 @@ def run_enqueue(
 
     from rqjobs.cli.render.literal import visible
 
+    if record.status == "deferred":
+        when_text += ", after " + ", ".join(f"#{p}" for p in record.after)
     note = f"task {record.id} ({visible(record.name)}) {record.status} on queue {visible(record.queue)}{when_text}"
     info(f"[dim]{escape(note)}[/dim]")
 

@@ -29,6 +29,9 @@ def status(
     scheduled: Annotated[bool, typer.Option("--scheduled", help="Scheduled tasks.")] = False,
     finished: Annotated[bool, typer.Option("--finished", help="Finished tasks.")] = False,
     canceled: Annotated[bool, typer.Option("--canceled", help="Canceled tasks.")] = False,
+    deferred: Annotated[
+        bool, typer.Option("--deferred", help="Tasks waiting for their parents (--after).")
+    ] = False,
     name: TaskNameOption = None,
     since: Annotated[Optional[str], typer.Option(help="Created since: 1h, 30m, 2d or an ISO time.")] = None,
     limit: Annotated[
@@ -52,6 +55,7 @@ def status(
         "scheduled": scheduled,
         "finished": finished,
         "canceled": canceled,
+        "deferred": deferred,
     }
     statuses = [s for s, on in flags.items() if on]
     since_dt = parse_since(since) if since else None
@@ -100,21 +104,24 @@ def show(
     """
     from rqjobs.exceptions import TaskNotFound
 
-    record = runtime_from(ctx).store.get(task_id)
+    store = runtime_from(ctx).store
+    record = store.get(task_id)
     if record is None:
         raise TaskNotFound(f"no task {task_id}")
+    dependents = store.children_of(task_id)
     if as_json:
-        echo_json(record.to_dict(), ensure_ascii=False)
+        echo_json({**record.to_dict(), "dependents": [i for i, _ in dependents]}, ensure_ascii=False)
         return
+    parents = store.parent_states(task_id) if record.after else []
     console = stdout()
     if not console.is_terminal:  # a pipe or a file: plain lines, tracebacks whole
         from rqjobs.cli.render.tables import task_detail_text
 
-        typer.echo(task_detail_text(record), nl=False)
+        typer.echo(task_detail_text(record, parents, dependents), nl=False)
         return
     from rqjobs.cli.render.tables import task_detail
 
-    console.print(task_detail(record))
+    console.print(task_detail(record, parents, dependents))
 
 
 def tasks(ctx: typer.Context, as_json: JsonOption = False) -> None:

@@ -64,6 +64,7 @@ def retry(
     """Run failed (or canceled) tasks again, as new attempts of the same rows.
 
     Attempts keep counting, the retry budget starts afresh and the log keeps the earlier attempts. Exits 1 if any task could not be retried.
+    Tasks canceled because this one failed (--after) wait for it again (deferred).
 
     Example: rqjobs retry --failed --name send-mail
     """
@@ -87,7 +88,9 @@ def cancel(
 ) -> None:
     """Cancel tasks: a queued or scheduled one leaves its queue, a running one is stopped.
 
-    Finished and failed tasks are left alone (exit 1 says so).
+    A deferred one (--after) is canceled before it gets a job; the tasks waiting for a
+    canceled one are canceled with it. Finished and failed tasks are left alone (exit 1
+    says so).
 
     Example: rqjobs cancel 42 43
     """

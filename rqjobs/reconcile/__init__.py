@@ -20,6 +20,7 @@ from uuid import uuid4
 
 from rqjobs import defaults
 from rqjobs.broker.rq_internals import release_job_in_redis, text
+from rqjobs.dependencies import reconcile_dependencies
 from rqjobs.exceptions import ReconcileBusy
 from rqjobs.hostpid import host_pid, is_this_host, split_host_pid
 from rqjobs.keys import RECONCILE_LOCK_KEY, RECONCILE_TURN_KEY
@@ -100,7 +101,7 @@ def reconcile(
         ):
             raise ReconcileBusy()
     try:
-        return Pass(runtime, dry_run=dry_run).run()
+        return _with_dependencies(runtime, Pass(runtime, dry_run=dry_run).run())
     finally:
         if lock and not dry_run:
             redis.eval(_RELEASE_LOCK, 1, RECONCILE_LOCK_KEY, token)
@@ -115,9 +116,35 @@ def reconcile_if_due(runtime: Runtime, interval_s: float) -> ReconcileReport | N
     if not _acquire(redis, RECONCILE_LOCK_KEY, token, int(defaults.RECONCILE_LOCK_TTL_S * 1000), 0):
         return None
     try:
-        return Pass(runtime, dry_run=False).run()
+        return _with_dependencies(runtime, Pass(runtime, dry_run=False).run())
     finally:
         redis.eval(_RELEASE_LOCK, 1, RECONCILE_LOCK_KEY, token)
+
+
+#: what the report calls each move of a dependent
+_DEPENDENCY_ACTIONS = {
+    "queued": "enqueued",
+    "canceled": "canceled",
+    "deferred": "deferred again",
+    "failed": "failed",
+}
+
+
+def _with_dependencies(runtime: Runtime, report: ReconcileReport) -> ReconcileReport:
+    """The dependency pass, after the rows are right: deferred rows whose parents ended.
+
+    Run after the main pass, so a parent it has just failed (its worker died) cancels its
+    dependents in the same pass; a parent that finished while its worker died before the
+    release gets its dependents enqueued here.
+    """
+    for moved in reconcile_dependencies(runtime, dry_run=report.dry_run):
+        action = _DEPENDENCY_ACTIONS.get(moved.to_status, moved.to_status)
+        report.changes.append(
+            Change(
+                moved.task_id, moved.from_status, moved.to_status, action, moved.reason, not report.dry_run
+            )
+        )
+    return report
 
 
 def release_run(

@@ -41,6 +41,8 @@ class TaskRecord:
     schedule_tick: datetime | None = None
     #: the key of a unique task (`--unique-key`); while the row is live, no other live row has it
     unique_key: str | None = None
+    #: the tasks this one waits for (`--after`), from ``task_dependencies``; () for none
+    after: tuple[int, ...] = ()
 
     @property
     def job_id(self) -> str:
@@ -74,6 +76,7 @@ class TaskRecord:
         for name in TASK_COLUMNS:
             value = getattr(self, name)
             out[name] = value.isoformat() if isinstance(value, datetime) else value
+        out["after"] = list(self.after)
         out["duration_s"] = self.duration_s
         out["error"] = self.error
         return out

@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from rqjobs import defaults
 from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
 from rqjobs.store.aggregates import AggregateReads
+from rqjobs.store.dependencies import DependencyOps, delete_edges, no_waiting_dependents, with_parents
 from rqjobs.store.models import Task, utcnow
 from rqjobs.store.records import TaskRecord, attempt_log_entry, record_of, row_values
 from rqjobs.store.retry import is_transient, run_with_retry, short_reason, values_landed
@@ -91,7 +92,7 @@ def clip_progress_message(message: str | None) -> str | None:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class TaskStore(AggregateReads, SearchReads):
+class TaskStore(AggregateReads, SearchReads, DependencyOps):
     """Row operations on one database. Cheap to construct; the engine is shared."""
 
     def __init__(self, engine: Engine, *, retry_s: float = defaults.DB_RETRY_S) -> None:
@@ -345,8 +346,12 @@ class TaskStore(AggregateReads, SearchReads):
     def delete_older_than(
         self, cutoff: datetime, statuses: Sequence[str] = FINAL, batch: int = 1000, dry_run: bool = False
     ) -> int:
-        """Delete final rows created before ``cutoff`` in batches; returns how many."""
-        where = and_(_c.created_at < cutoff, _c.status.in_(list(statuses)))
+        """Delete final rows created before ``cutoff`` in batches; returns how many.
+
+        A row a ``deferred`` task still waits for is kept, and a deleted row's
+        dependency edges go with it.
+        """
+        where = and_(_c.created_at < cutoff, _c.status.in_(list(statuses)), no_waiting_dependents())
         if dry_run:
             return self._read(
                 "count old tasks",
@@ -357,6 +362,7 @@ class TaskStore(AggregateReads, SearchReads):
 
         def one_batch(conn: Connection) -> int:
             ids = conn.execute(select(_c.id).where(where).limit(batch)).scalars().all()
+            delete_edges(conn, ids)
             return conn.execute(delete(_table).where(_c.id.in_(ids))).rowcount if ids else 0
 
         total = 0
@@ -390,20 +396,26 @@ class TaskStore(AggregateReads, SearchReads):
         )
 
     def get(self, task_id: int) -> TaskRecord | None:
-        row = self._read(
-            f"read task {task_id}", lambda conn: conn.execute(select(_table).where(_c.id == task_id)).first()
-        )
-        return record_of(row) if row else None
+        def work(conn: Connection) -> TaskRecord | None:
+            row = conn.execute(select(_table).where(_c.id == task_id)).first()
+            return with_parents(conn, [record_of(row)])[0] if row else None
+
+        return self._read(f"read task {task_id}", work)
 
     def get_many(self, task_ids: Iterable[int]) -> list[TaskRecord]:
         ids = list(task_ids)
         if not ids:
             return []
-        rows = self._read(
+        return self._read(
             "read tasks",
-            lambda conn: conn.execute(select(_table).where(_c.id.in_(ids)).order_by(_c.id)).all(),
+            lambda conn: with_parents(
+                conn,
+                [
+                    record_of(row)
+                    for row in conn.execute(select(_table).where(_c.id.in_(ids)).order_by(_c.id))
+                ],
+            ),
         )
-        return [record_of(row) for row in rows]
 
     def find(
         self,
@@ -431,7 +443,9 @@ class TaskStore(AggregateReads, SearchReads):
         stmt = stmt.order_by(_c.id.asc() if oldest_first else _c.id.desc())
         if limit is not None:
             stmt = stmt.limit(limit)
-        return self._read("list tasks", lambda conn: [record_of(row) for row in conn.execute(stmt)])
+        return self._read(
+            "list tasks", lambda conn: with_parents(conn, [record_of(row) for row in conn.execute(stmt)])
+        )
 
     def counts_by_status(
         self, *, names: Sequence[str] = (), since: datetime | None = None, schedules: Sequence[str] = ()

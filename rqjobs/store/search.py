@@ -37,7 +37,7 @@ from rqjobs.hostpid import split_host_pid
 from rqjobs.search import TaskQuery
 from rqjobs.status import FINAL, WAITING, TaskStatus
 from rqjobs.store.aggregates import _epoch_seconds
-from rqjobs.store.models import Task, task_dependencies_table
+from rqjobs.store.models import Task
 from rqjobs.store.records import TaskRecord, record_of
 from rqjobs.store.retry import run_with_retry
 
@@ -216,38 +216,6 @@ class SearchReads:
             "list matching tasks", lambda conn: [int(i) for i in conn.execute(stmt).scalars()]
         )
         return ids[:limit], len(ids) > limit
-
-    def dependencies_of(
-        self, task_id: int, *, limit: int = 100
-    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-        """``(id, status)`` of the rows ``task_id`` waits for (its parents: a ``deferred`` row
-        runs once they all finished) and of the rows that wait for it, up to ``limit`` each.
-
-        Two index reads: the dependency table's primary key (task, parent) and its parent index.
-        """
-        dep = task_dependencies_table.c
-        parents = (
-            select(_c.id, _c.status)
-            .join(task_dependencies_table, dep.parent_id == _c.id)
-            .where(dep.task_id == task_id)
-            .order_by(_c.id)
-            .limit(limit)
-        )
-        children = (
-            select(_c.id, _c.status)
-            .join(task_dependencies_table, dep.task_id == _c.id)
-            .where(dep.parent_id == task_id)
-            .order_by(_c.id)
-            .limit(limit)
-        )
-
-        def work(conn: Any) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-            return (
-                [(int(i), str(st)) for i, st in conn.execute(parents)],
-                [(int(i), str(st)) for i, st in conn.execute(children)],
-            )
-
-        return self._search_read("read task dependencies", work)
 
     def progress_of(self, task_ids: Sequence[int]) -> list[dict[str, Any]]:
         """The few columns a live page updates, for the given ids (those that exist)."""

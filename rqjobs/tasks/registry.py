@@ -38,6 +38,7 @@ RESERVED_PARAMETERS = frozenset(
         "in_",
         "delay",
         "delay_s",
+        "after",
         "kwargs",
         "config",
         "debug",

@@ -53,7 +53,7 @@ BULK_LIMIT = 500
 #: ids one progress poll may ask about
 MAX_POLL_IDS = 200
 #: statuses an action applies to
-CANCELABLE = (*WAITING, TaskStatus.RUNNING.value)
+CANCELABLE = (*WAITING, TaskStatus.DEFERRED.value, TaskStatus.RUNNING.value)
 
 
 def make_blueprint(
@@ -226,13 +226,12 @@ def make_blueprint(
         record = store.get(task_id)
         if record is None:
             abort(404)
-        parents, children = store.dependencies_of(task_id)
         return render_template(
             "rqjobs_web/task.html",
             nav="tasks",
             task=record,
-            parents=parents,
-            children=children,
+            parents=store.parent_states(task_id) if record.after else [],
+            dependents=store.children_of(task_id),
             timeline=present.timeline(record),
             blocks=present.log_blocks(record.log),
         )

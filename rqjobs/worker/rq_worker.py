@@ -26,6 +26,7 @@ from rq.utils import now
 from rq.worker import Worker
 
 from rqjobs.broker.job import RqjobsJob, task_id_of
+from rqjobs.dependencies import settle_dependents
 from rqjobs.flow import check_limits
 from rqjobs.hostpid import host_pid
 from rqjobs.schedules.ticker import ScheduleTickerMixin, check_schedules
@@ -188,6 +189,30 @@ class RqjobsWorker(ScheduleTickerMixin, QueueFlowMixin, StorePauseMixin, WorkerH
         if self.remember_runs:
             self._ran.add((queue.scheduled_job_registry.key, job.id))
         super().execute_job(job, queue)
+        self._settle_dependents(job)
+
+    def _settle_dependents(self, job: Job) -> None:
+        """After the horse is done: the tasks waiting for this one follow its row.
+
+        Here rather than in the decorator because every outcome passes through here (the
+        task returned or raised, its horse was killed, it was stopped, it was refused),
+        whoever wrote the row, and before this worker takes its next job, so a chain
+        drains in one burst. A worker that dies first leaves it to reconcile.
+        """
+        task_id = task_id_of(job)
+        if task_id is None:
+            return
+        try:
+            for change in settle_dependents(self.runtime, task_id):
+                log.info(
+                    "task %s %s -> %s: %s",
+                    change.task_id,
+                    change.from_status,
+                    change.to_status,
+                    change.reason,
+                )
+        except Exception:  # the worker goes on; reconcile's dependency pass settles them
+            log.exception("could not settle the tasks waiting for task %s", task_id)
 
     def monitor_work_horse(self, job: Job, queue: Queue) -> None:
         """RQ's monitor, killing a horse ``timeout_grace_s`` after its timeout (RQ: 60 s).

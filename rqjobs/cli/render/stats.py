@@ -46,7 +46,8 @@ def stats_view(stats: Any, window: str) -> Group:
     table.add_column("MAX", justify="right", no_wrap=True)
     for task in stats.tasks:
         c = task.counts
-        active = c["queued"] + c["scheduled"] + c["running"]
+        # not ended yet: waiting (deferred too: it waits for its parents) or running
+        active = c["queued"] + c["scheduled"] + c.get("deferred", 0) + c["running"]
         style = "red" if c["failed"] else None
         table.add_row(
             literal(task.name),

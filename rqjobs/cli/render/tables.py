@@ -25,6 +25,7 @@ from rqjobs.timeparse import format_duration
 STATUS_STYLES = {
     TaskStatus.QUEUED.value: "cyan",
     TaskStatus.SCHEDULED.value: "blue",
+    TaskStatus.DEFERRED.value: "dim cyan",
     TaskStatus.RUNNING.value: "yellow",
     TaskStatus.FINISHED.value: "green",
     TaskStatus.FAILED.value: "bold red",
@@ -166,7 +167,16 @@ def _shows_progress(row: TaskRecord) -> bool:
     return row.status in (TaskStatus.RUNNING.value, TaskStatus.FINISHED.value)
 
 
-def _detail_fields(row: TaskRecord) -> list[tuple[str, str]]:
+def _linked(tasks: Sequence[tuple[int, str | None]]) -> str:
+    """``#3 finished, #4 running``: tasks with their statuses (None: deleted)."""
+    return ", ".join(f"#{task_id} {status or 'deleted'}" for task_id, status in tasks)
+
+
+def _detail_fields(
+    row: TaskRecord,
+    parents: Sequence[tuple[int, str | None]] = (),
+    dependents: Sequence[tuple[int, str | None]] = (),
+) -> list[tuple[str, str]]:
     """``(label, value)`` for every field ``show`` prints, values as plain one-line text."""
     fields: list[tuple[str, str]] = [
         ("id", str(row.id)),
@@ -178,6 +188,10 @@ def _detail_fields(row: TaskRecord) -> list[tuple[str, str]]:
         message = f"  {row.progress_message}" if row.progress_message else ""
         fields.append(("progress", visible(f"{row.progress}%{message}")))
     fields.append(("queue", visible(row.queue)))
+    if parents:
+        fields.append(("after", _linked(parents)))
+    if dependents:
+        fields.append(("dependents", _linked(dependents)))
     if row.schedule:
         tick = f"tick {_when(row.schedule_tick)}" if row.schedule_tick else "run by hand, outside the ticks"
         fields.append(("schedule", visible(f"{row.schedule} ({tick})")))
@@ -199,12 +213,17 @@ def _detail_fields(row: TaskRecord) -> list[tuple[str, str]]:
     return fields
 
 
-def task_detail(row: TaskRecord) -> Group:
-    """Every field of the row, the result as pretty JSON and the log as text (a terminal)."""
+def task_detail(
+    row: TaskRecord,
+    parents: Sequence[tuple[int, str | None]] = (),
+    dependents: Sequence[tuple[int, str | None]] = (),
+) -> Group:
+    """Every field of the row, its parents and dependents, the result as pretty JSON and the
+    log as text (a terminal)."""
     info = Table.grid(padding=(0, 2))
     info.add_column(style="bold", no_wrap=True)
     info.add_column()
-    for label, value in _detail_fields(row):
+    for label, value in _detail_fields(row, parents, dependents):
         # values went through visible() already: Text() never parses them as markup
         info.add_row(label, status_text(value) if label == "status" else Text(value))
     parts: list[Any] = [info]
@@ -226,13 +245,17 @@ def task_detail(row: TaskRecord) -> Group:
     return Group(*parts)
 
 
-def task_detail_text(row: TaskRecord) -> str:
+def task_detail_text(
+    row: TaskRecord,
+    parents: Sequence[tuple[int, str | None]] = (),
+    dependents: Sequence[tuple[int, str | None]] = (),
+) -> str:
     """``show`` for a pipe or a file: the same fields as plain lines, no boxes, no wrapping.
 
     Tracebacks come out whole, one source line per line, so they can be grepped and
     pasted; no line ends in spaces (a padded table cell or a panel border would).
     """
-    fields = _detail_fields(row)
+    fields = _detail_fields(row, parents, dependents)
     width = max(len(label) for label, _ in fields)
     lines = [f"{label.ljust(width)}  {value}" for label, value in fields]
     if row.result is not None:

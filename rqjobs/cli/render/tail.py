@@ -34,6 +34,8 @@ def change_detail(row: TaskRecord) -> str:
     if row.status in (TaskStatus.FAILED.value, TaskStatus.CANCELED.value):
         return last_log_line(row.log)
     parts = []
+    if row.status == TaskStatus.DEFERRED.value:
+        parts.append("after " + ", ".join(f"#{p}" for p in row.after))
     if row.status == TaskStatus.SCHEDULED.value and row.scheduled_for:
         parts.append(f"at {row.scheduled_for.astimezone().isoformat(timespec='seconds')}")
     if row.attempts:
