@@ -64,6 +64,9 @@ def run_worker_pool(
     from rqjobs.worker.rq_worker import RqjobsWorker
 
     commons.load_task_modules(runtime.settings)  # imported once here, inherited by every fork
+    from rqjobs.flow import check_limits
+
+    check_limits(runtime.settings)  # refused here once, not in every forked worker
     settings = runtime.settings
     fork_process = get_context("fork").Process
 
