@@ -104,9 +104,9 @@ def pause_queues(
     every queue :func:`known_queues` finds, besides ``queues``. Returns the queues that
     were not paused before. ``by`` is recorded (default ``user@host:pid``).
     """
-    from rqjobs.runtime import ready_runtime
+    from rqjobs.runtime import get_runtime
 
-    runtime = ready_runtime(runtime)
+    runtime = runtime or get_runtime()
     names = check_queue_names(queues)
     if all_known:
         names += [q for q in known_queues(runtime) if q not in names]

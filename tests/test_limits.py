@@ -183,3 +183,28 @@ def test_limit_usage_and_override(project: Project) -> None:
     assert concurrency_limit(get_task("add"), runtime.settings) is None
     usage = {u.task: (u.limit, u.running) for u in limit_usage(runtime)}
     assert usage == {"limited-sleep": (2, 0), "solo": (3, 0)}
+
+
+def test_slot_given_back_when_the_task_fails_or_its_process_is_killed(project: Project) -> None:
+    _setup(project)
+    client = project.redis.client()  # type: ignore[union-attr]
+    failing = [project.enqueue("solo-fail", "--retries", "0", description=f"fails {i}") for i in range(2)]
+    project.work()
+    for task_id in failing:
+        row = project.row(task_id)
+        assert row.status == "failed" and row.attempts == 1
+    assert client.zcard("rqjobs:limit:solo-fail") == 0
+
+    marker = project.root / "horse.pid"
+    killed = project.enqueue("solo", "--seconds", "60", "--marker", str(marker), "--retries", "0")
+    after = project.enqueue("solo", "--seconds", "0.1", description="after the kill")
+    worker = project.start_worker()
+    try:
+        wait_for(lambda: marker.exists() and marker.read_text(), message="the task to start")
+        os.kill(int(marker.read_text()), signal.SIGKILL)  # the work horse only
+        assert wait_status(project, killed, ("failed",)).attempts == 1
+        assert wait_status(project, after, ("finished",)).attempts == 1
+        wait_for(lambda: client.zcard("rqjobs:limit:solo") == 0, message="the slot given back")
+    finally:
+        stop(worker)
+        kill_session(worker)

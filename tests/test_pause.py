@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -226,3 +227,47 @@ def test_pause_holds_on_every_database(project: Project, db_url: str) -> None:
     project.rqjobs("resume", "mail", check=True)
     project.work("default", "mail")
     assert project.row(held).status == "finished"
+
+
+@pytest.fixture
+def proxy(server_db: Any) -> Iterator[Any]:
+    from tests.support.tcp_proxy import TcpProxy
+
+    upstream = server_db.url
+    proxy = TcpProxy(upstream.host or "127.0.0.1", upstream.port or 5432).start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def test_worker_keeps_the_last_known_pause_while_the_database_is_down(
+    project: Project, proxy: Any, server_db: Any
+) -> None:
+    """The paused set cannot be read: the worker goes on skipping the queue, not taking it."""
+    project.write_config(
+        database_url=proxy.url_for(server_db.url_string()),
+        redis_url=project.redis.url,  # type: ignore[union-attr]
+        tasks_modules=["sample_tasks"],
+        db_retry_s=1,
+    )
+    project.rqjobs("pause", "default", check=True)
+    held = project.enqueue("add", "--a", "5", "--b", "5")
+    worker = project.start_worker()
+    log_path = project.root / "worker.log"
+    try:
+        wait_for(lambda: "paused queues skipped: default" in log_path.read_text(), message="pause seen")
+        proxy.down()
+        wait_for(lambda: "cannot read the paused queues" in log_path.read_text(), message="read failing")
+        deadline = time.monotonic() + STAYS_QUEUED_S
+        while time.monotonic() < deadline:
+            assert _queued_in_redis(project, "default", held)
+            time.sleep(0.2)
+        proxy.up()
+        project.rqjobs("resume", "default", check=True)
+        row = wait_status(project, held, ("finished",), timeout=60)
+        assert row.result == {"result": 10}
+        assert "keeping the last known: default" in log_path.read_text()
+    finally:
+        stop(worker)
+        kill_session(worker)

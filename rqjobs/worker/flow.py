@@ -8,8 +8,8 @@ work horse exists, whether the job it got may start:
   known set stays. Paused queues are left out of the BLPOP, and while any queue is paused
   the BLPOP lasts at most :data:`PAUSE_REFRESH_S`, so a pause or a resume takes effect
   within about a second. While no queue is paused the worker blocks as long as usual, and
-  a job that arrives from a queue paused meanwhile is checked against a fresh read and
-  put back at the front of its queue, never started. When every queue of the worker is
+  a job that arrives from a queue paused meanwhile is checked against the paused set (read
+  again when over a second old) and put back at the front of its queue, never started. When every queue of the worker is
   paused it idles: it heartbeats, runs maintenance (reconcile, schedule ticks) and answers
   signals, but takes nothing. A **burst** worker treats a paused queue as empty: it exits
   once its unpaused queues are drained (the paused jobs wait for a worker after the resume).

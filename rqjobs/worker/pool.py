@@ -66,6 +66,9 @@ def run_worker_pool(
 
     log_to_stderr(logging_level)  # the pool's own log too (RQ would give it a stdout handler)
     commons.load_task_modules(runtime.settings)  # imported once here, inherited by every fork
+    from rqjobs.flow import check_limits
+
+    check_limits(runtime.settings)  # refused here once, not in every forked worker
     settings = runtime.settings
     fork_process = get_context("fork").Process
 

@@ -25,3 +25,9 @@ def solo(seconds: float = 1.0, marker: str = "") -> str:
         Path(marker).write_text(str(os.getpid()))
     time.sleep(seconds)
     return "alone"
+
+
+@background_task(max_running=1)
+def solo_fail(message: str = "boom") -> None:
+    """Raise, one at a time."""
+    raise RuntimeError(message)
