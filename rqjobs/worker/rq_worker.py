@@ -63,16 +63,15 @@ class TrackingDeathPenalty(UnixSignalDeathPenalty):
         super().handle_death_penalty(signum, frame)
 
 
-class RqjobsWorker(ScheduleTickerMixin, QueueFlowMixin, StorePauseMixin, WorkerHealthMixin, Worker):
+class RqjobsWorker(ScheduleTickerMixin, StorePauseMixin, WorkerHealthMixin, QueueFlowMixin, Worker):
     """A forking RQ worker that keeps task rows truthful.
 
     :class:`~rqjobs.worker.health.WorkerHealthMixin` adds the liveness key, periodic
     reconcile, horses that die with the worker, and tolerance of Redis outages;
-    :class:`~rqjobs.worker.flow.QueueFlowMixin` skips paused queues and holds jobs whose
-    task's concurrency limit is full (it wraps the store pause, so a slot taken for a job the
-    pause gives back is given back too);
     :class:`~rqjobs.worker.store_pause.StorePauseMixin` takes no jobs while the task
-    database fails;
+    database fails (and gives back the concurrency slot of the job it puts back);
+    :class:`~rqjobs.worker.flow.QueueFlowMixin` skips paused queues and holds jobs whose
+    task's concurrency limit is full;
     :class:`~rqjobs.schedules.ticker.ScheduleTickerMixin` fires the ``[[schedule]]`` ticks.
     """
 

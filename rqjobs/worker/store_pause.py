@@ -54,6 +54,11 @@ class StorePauseMixin:
         from rqjobs.broker.rq_internals import give_back_dequeued
 
         give_back_dequeued(self.connection, queue, job.id, at_front=True)
+        # a concurrency slot taken for this job (rqjobs.worker.flow) goes back now, not
+        # after the wait: the job is in its queue again, and another worker may run it
+        give_back_slots = getattr(self, "_give_back_slots", None)
+        if give_back_slots is not None:
+            give_back_slots()
         log.warning(
             "the task database is failing (%s): job %s goes back to its queue unrun; "
             "this worker takes no jobs until the database answers",
