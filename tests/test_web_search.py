@@ -224,6 +224,15 @@ def test_matching_ids_progress_and_counts(store: Any) -> None:
     _row(store, status="deferred", queue="high")
     assert store.matching_ids(parse_query("task:add"), statuses=("failed",), limit=10) == ([f2, f1], False)
     assert store.matching_ids(parse_query("task:add"), statuses=("failed",), limit=1) == ([f2], True)
+    assert store.matching_ids(
+        parse_query("status:failed,queued"), statuses=("failed", "canceled"), limit=5
+    ) == (
+        [f2, f1],
+        False,
+    )
+    assert store.matching_ids(parse_query("status:finished"), statuses=("failed",), limit=5) == ([], False)
+    both = store.matching_ids(parse_query("queue:default,high"), statuses=("failed", "queued"), limit=2)
+    assert both == ([q, f2], True)
     progress = store.progress_of([q, 999])
     assert progress == [{"id": q, "status": "queued", "progress": 0, "progress_message": None, "attempts": 0}]
     assert store.counts_by_queue_and_status(ended_since=NOW - timedelta(days=1)) == {

@@ -255,11 +255,20 @@ class SearchReads:
     ) -> tuple[list[int], bool]:
         """Ids of up to ``limit`` rows matching ``query`` that are in one of ``statuses``, newest
         first; and whether more match (bulk actions work through a search one batch at a time)."""
-        where = [*_conditions(query), _c.status.in_(list(statuses))]
-        stmt = select(_c.id).where(and_(*where)).order_by(_c.id.desc()).limit(limit + 1)
-        ids = self._search_read(
-            "list matching tasks", lambda conn: [int(i) for i in conn.execute(stmt).scalars()]
-        )
+        wanted = tuple(s for s in statuses if not query.statuses or s in query.statuses)
+        if not wanted:
+            return [], False
+        # the action's statuses become the query's, so _split can walk one index per value
+        stmts = [
+            select(_c.id).where(and_(true(), *_conditions(part))).order_by(_c.id.desc()).limit(limit + 1)
+            for part in _split(replace(query, statuses=wanted))
+        ]
+
+        def work(conn: Any) -> list[int]:
+            found = [int(i) for stmt in stmts for i in conn.execute(stmt).scalars()]
+            return sorted(found, reverse=True)[: limit + 1]
+
+        ids = self._search_read("list matching tasks", work)
         return ids[:limit], len(ids) > limit
 
     def dependencies_of(
