@@ -8,7 +8,8 @@ the id (``status, id``; ``name, id`` and ``queue, id`` from migration 0004), so 
 with one of them walks that index in id order too. ``schedule:`` has ``schedule, id``
 (migration 0006): the unique index ``uq_tasks_schedule_tick`` leads with the schedule too,
 but orders its rows by tick, which left SQLite sorting a busy schedule's rows or scanning
-the whole table for a rare one. ``since:`` becomes an id bound (the
+the whole table for a rare one. Several values of one of these qualifiers (``task:a,b``)
+run as one index walk per value, merged by id (:func:`_split`). ``since:`` becomes an id bound (the
 smallest id created since then, read from the ``created_at`` index when the window holds
 few rows), so a window with no rows in it costs one index probe instead of a walk through
 every older row.
