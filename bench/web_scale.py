@@ -37,6 +37,10 @@ PAGES = {
     # 50 rows spread over the whole table (a rare schedule: once per 20,000 rows on 1M)
     "search schedule:monthly-audit": "/tasks?q=schedule:monthly-audit",
     "search schedule:nobody (no rows)": "/tasks?q=schedule:nobody",
+    # several values of one qualifier: one index walk per value, merged by id
+    "search task:report,send-mail": "/tasks?q=task:report,send-mail",
+    "search schedule:monthly-audit,nobody": "/tasks?q=schedule:monthly-audit,nobody",
+    "search task:nobody,nothing (no rows)": "/tasks?q=task:nobody,nothing",
     "task page": "/tasks/{id}",
 }
 #: shown for the record, with no target: the costs that do grow, and their bounds

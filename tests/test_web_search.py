@@ -156,6 +156,34 @@ def test_keyset_pages_and_windows(store: Any, monkeypatch: pytest.MonkeyPatch) -
     assert _ids(store.search(parse_query("task:add needle"))) == [ids[30], ids[3]]
 
 
+def test_many_values_of_a_qualifier_are_walked_one_index_at_a_time(store: Any) -> None:
+    """``task:a,b`` runs one index walk per name and merges them by id: the same pages, both ways."""
+    from rqjobs.store.search import _split
+
+    names = ["add", "send-mail", "report"]
+    rows = [
+        (_row(store, names[i % 3], f"r{i}", status="failed" if i % 4 else "finished"), i) for i in range(30)
+    ]
+    wanted = [task_id for task_id, i in rows[::-1] if i % 3 in (0, 1)]
+    query = parse_query("task:add,send-mail")
+    assert len(_split(query)) == 2 and len(_split(parse_query("task:add,send-mail status:failed"))) == 1
+    seen: list[int] = []
+    page = store.search(query, limit=4)
+    pages = [page]
+    while True:
+        seen += _ids(page)
+        if page.older_than is None:
+            break
+        page = store.search(query, limit=4, before_id=page.older_than)
+        pages.append(page)
+    assert seen == wanted and len(pages) == 5
+    back = store.search(query, limit=4, after_id=pages[2].newer_than)
+    assert _ids(back) == _ids(pages[1]) and back.newer_than == _ids(pages[1])[0]
+    failed = [task_id for task_id, i in rows[::-1] if i % 3 in (0, 1) and i % 4]
+    assert _ids(store.search(parse_query("task:add,send-mail status:failed,canceled"), limit=50)) == failed
+    assert _ids(store.search(parse_query("task:nope,other"))) == []
+
+
 def test_since_window_with_no_rows_is_empty(store: Any) -> None:
     # since: is relative to the real clock, so the rows' age must be too (a fixed NOW made
     # this test fail from 2026-12-02 12:00 UTC on)
@@ -177,6 +205,15 @@ def test_matching_ids_progress_and_counts(store: Any) -> None:
     _row(store, status="deferred", queue="high")
     assert store.matching_ids(parse_query("task:add"), statuses=("failed",), limit=10) == ([f2, f1], False)
     assert store.matching_ids(parse_query("task:add"), statuses=("failed",), limit=1) == ([f2], True)
+    assert store.matching_ids(
+        parse_query("status:failed,queued"), statuses=("failed", "canceled"), limit=5
+    ) == (
+        [f2, f1],
+        False,
+    )
+    assert store.matching_ids(parse_query("status:finished"), statuses=("failed",), limit=5) == ([], False)
+    both = store.matching_ids(parse_query("queue:default,high"), statuses=("failed", "queued"), limit=2)
+    assert both == ([q, f2], True)
     progress = store.progress_of([q, 999])
     assert progress == [{"id": q, "status": "queued", "progress": 0, "progress_message": None, "attempts": 0}]
     assert store.counts_by_queue_and_status(ended_since=NOW - timedelta(days=1)) == {

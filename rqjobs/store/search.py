@@ -8,7 +8,8 @@ the id (``status, id``; ``name, id`` and ``queue, id`` from migration 0004), so 
 with one of them walks that index in id order too. ``schedule:`` has ``schedule, id``
 (migration 0006): the unique index ``uq_tasks_schedule_tick`` leads with the schedule too,
 but orders its rows by tick, which left SQLite sorting a busy schedule's rows or scanning
-the whole table for a rare one. ``since:`` becomes an id bound (the
+the whole table for a rare one. Several values of one of these qualifiers (``task:a,b``)
+run as one index walk per value, merged by id (:func:`_split`). ``since:`` becomes an id bound (the
 smallest id created since then, read from the ``created_at`` index when the window holds
 few rows), so a window with no rows in it costs one index probe instead of a walk through
 every older row.
@@ -27,7 +28,7 @@ table takes several clicks instead of one slow page.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -70,6 +71,40 @@ def _needs_window(query: TaskQuery) -> bool:
     if query.ids or query.names or query.statuses or query.queues or query.schedules:
         return False
     return bool(query.text or query.workers)
+
+
+#: a qualifier with more values than this is searched in one statement, not one per value
+MAX_SPLIT = 20
+#: the qualifiers with a ``(column, id)`` index, as TaskQuery fields
+_INDEXED = ("names", "queues", "schedules", "statuses")
+
+
+def _split(query: TaskQuery) -> list[TaskQuery]:
+    """The query as one query per value of a many-valued indexed qualifier, when no
+    single-valued one can lead; or ``[query]``.
+
+    ``task:a,b`` is ``name IN (a, b)``, and no index gives those rows in id order: SQLite
+    scanned the whole table newest first (seconds on a million rows when the names are rare
+    or absent), PostgreSQL and MariaDB collect every match and sort it. One value alone
+    walks its ``(column, id)`` index and stops after a page; the pages are merged by id.
+    """
+    if query.ids:
+        return [query]  # primary-key lookups already
+    values = {name: getattr(query, name) for name in _INDEXED}
+    if any(len(v) == 1 for v in values.values()):
+        return [query]  # that index leads, in id order
+    many = [name for name in _INDEXED if len(values[name]) > 1]
+    if not many:
+        return [query]
+    field = min(many, key=lambda name: len(values[name]))
+    if len(values[field]) > MAX_SPLIT:
+        return [query]
+    one: dict[str, Any] = {}
+    parts = []
+    for value in values[field]:
+        one[field] = (value,)
+        parts.append(replace(query, **one))
+    return parts
 
 
 def _is_process(worker: str) -> bool:
@@ -149,13 +184,14 @@ class SearchReads:
     ) -> TaskPage:
         """One page of rows matching ``query``: the newest, or those just older than ``before_id``
         (or just newer than ``after_id``)."""
-        where = _conditions(query)
+        where: list[ColumnElement[bool]] = []
         newer_first = after_id is None
         if before_id is not None:
             where.append(_c.id < before_id)
         if after_id is not None:
             where.append(_c.id > after_id)
         order = _c.id.desc() if newer_first else _c.id.asc()
+        parts = _split(query)
 
         def work(conn: Any) -> tuple[list[TaskRecord], int | None]:
             bounds = list(where)
@@ -181,8 +217,18 @@ class SearchReads:
                 else:
                     bounds.append(_c.id < after_id + SCAN_WINDOW)  # type: ignore[operator]
             # one extra row says whether another page follows, without counting
-            stmt = select(_table).where(and_(true(), *bounds)).order_by(order).limit(limit + 1)
-            return [record_of(r) for r in conn.execute(stmt)], floor_id
+            found = []
+            for part in parts:  # one part unless _split made one per value (disjoint rows)
+                stmt = (
+                    select(_table)
+                    .where(and_(true(), *_conditions(part), *bounds))
+                    .order_by(order)
+                    .limit(limit + 1)
+                )
+                found += [record_of(r) for r in conn.execute(stmt)]
+            if len(parts) > 1:
+                found.sort(key=lambda r: r.id, reverse=newer_first)
+            return found[: limit + 1], floor_id
 
         rows, floor_id = self._search_read("search tasks", work)
         more = len(rows) > limit
@@ -210,11 +256,20 @@ class SearchReads:
     ) -> tuple[list[int], bool]:
         """Ids of up to ``limit`` rows matching ``query`` that are in one of ``statuses``, newest
         first; and whether more match (bulk actions work through a search one batch at a time)."""
-        where = [*_conditions(query), _c.status.in_(list(statuses))]
-        stmt = select(_c.id).where(and_(*where)).order_by(_c.id.desc()).limit(limit + 1)
-        ids = self._search_read(
-            "list matching tasks", lambda conn: [int(i) for i in conn.execute(stmt).scalars()]
-        )
+        wanted = tuple(s for s in statuses if not query.statuses or s in query.statuses)
+        if not wanted:
+            return [], False
+        # the action's statuses become the query's, so _split can walk one index per value
+        stmts = [
+            select(_c.id).where(and_(true(), *_conditions(part))).order_by(_c.id.desc()).limit(limit + 1)
+            for part in _split(replace(query, statuses=wanted))
+        ]
+
+        def work(conn: Any) -> list[int]:
+            found = [int(i) for stmt in stmts for i in conn.execute(stmt).scalars()]
+            return sorted(found, reverse=True)[: limit + 1]
+
+        ids = self._search_read("list matching tasks", work)
         return ids[:limit], len(ids) > limit
 
     def progress_of(self, task_ids: Sequence[int]) -> list[dict[str, Any]]:
