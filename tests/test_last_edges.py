@@ -357,3 +357,49 @@ def test_a_dead_workers_row_ends_at_its_last_beat_not_at_reconcile(project: Proj
     # the last beat came at most one beat interval (ttl/3) before the kill
     assert killed_at - timedelta(seconds=ttl_s) <= finished <= killed_at
     assert "Last known alive at" in row.log and "noticed at" in row.log
+
+
+def test_the_seen_hash_keeps_live_and_recent_beats_only(project: Project) -> None:
+    """A worker's field goes when it stops cleanly; a field silent for over a week goes
+    when a worker starts; a recent one (a worker killed lately) stays for reconcile."""
+    from rqjobs.keys import WORKERS_SEEN_KEY
+
+    use_edge_tasks(project)
+    client = project.redis.client()  # type: ignore[union-attr]
+    client.hset(WORKERS_SEEN_KEY, mapping={"ghost:1": time.time() - 8 * 86_400, "recent:2": time.time() - 60})
+    task_id = project.enqueue("add", "--a", "1", "--b", "2")
+    project.work()
+    assert project.row(task_id).status == "finished"
+    assert set(client.hkeys(WORKERS_SEEN_KEY)) == {b"recent:2"}
+
+
+# -- 5. test_chaos with seed 284206045 ----------------------------------------------------------
+
+
+def test_a_scheduled_retry_is_written_in_one_transaction(project: Project) -> None:
+    """RQ's Job.retry wrote ``status = scheduled`` at once and the rest (retries_left - 1, the
+    scheduled registry) in the caller's pipeline: a horse killed in between left a job RQ
+    called scheduled in no registry, with its retry not used up. Reconcile put it back in
+    its queue and the task ran once more than its retries allow (test_chaos, "fail" tasks
+    failing after 3 attempts). Nothing may reach Redis before the pipeline runs."""
+    from rq.serializers import JSONSerializer
+
+    from rqjobs import enqueue_task
+    from rqjobs.broker.job import RqjobsJob
+
+    use_edge_tasks(project)
+    runtime = project.runtime()
+    record = enqueue_task("add", description="r", a=1, b=2, retries=1, retry_interval_s=5, runtime=runtime)
+    queue = runtime.queue("default")
+    client = runtime.redis
+    job = RqjobsJob.fetch(str(record.id), connection=client, serializer=JSONSerializer)
+    client.hset(job.key, "status", "started")
+    assert queue.scheduled_job_registry.get_job_ids() == [], "before"
+    with client.pipeline() as pipe:
+        job.retry(queue, pipe)
+        assert client.hget(job.key, "status") == b"started"  # nothing written yet
+        assert queue.scheduled_job_registry.get_job_ids() == []
+        pipe.execute()
+    fetched = RqjobsJob.fetch(str(record.id), connection=client, serializer=JSONSerializer)
+    assert fetched.get_status() == "scheduled" and fetched.retries_left == 0
+    assert queue.scheduled_job_registry.get_job_ids() == [str(record.id)]
