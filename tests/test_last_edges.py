@@ -1,6 +1,7 @@
 """Row truth at the last edges (issue 11): horses that end without a word, results too large
 for the row, progress that RQ and the row must agree on, the end a dead worker's row
-records, and RQ's started registry after every row is final.
+records. (RQ's started registry after every row is final: tests/test_reconcile.py,
+``test_a_started_entry_whose_execution_expired_goes_once_the_row_is_final``.)
 
 Real parts throughout: a private redis-server, real `rqjobs worker` processes, SQLite here
 and PostgreSQL / MariaDB where the database matters (``db_url``).
@@ -24,7 +25,7 @@ from tests.helpers import configure
 MODULES = ("sample_tasks", "edge_tasks")
 
 
-def setup(project: Project, **settings: Any) -> None:
+def use_edge_tasks(project: Project, **settings: Any) -> None:
     shutil.copy(TESTS_DIR / "support" / "edge_tasks.py", project.root / "edge_tasks.py")
     configure(project, tasks_modules=MODULES, **settings)
 
@@ -87,7 +88,7 @@ ENDINGS = [
 def test_a_horse_that_ends_without_an_outcome_fails_its_row(
     project: Project, task: str, args: list[str], what: str
 ) -> None:
-    setup(project)
+    use_edge_tasks(project)
     task_id = project.enqueue(task, *args)
     after = project.enqueue("add", "--a", "1", "--b", "2")
     project.work()
@@ -104,7 +105,7 @@ def test_a_horse_that_ends_without_an_outcome_fails_its_row(
 
 @pytest.mark.parametrize("task", ["quiet-exit", "exec-true"])
 def test_a_quiet_exit_with_retries_is_retried_then_fails(project: Project, task: str) -> None:
-    setup(project)
+    use_edge_tasks(project)
     task_id = project.enqueue(task, "--retries", "2")
     project.work()
     row = project.row(task_id)
@@ -116,7 +117,7 @@ def test_a_quiet_exit_with_retries_is_retried_then_fails(project: Project, task:
 
 
 def test_a_quiet_exit_with_a_retry_left_runs_again_and_finishes(project: Project) -> None:
-    setup(project)
+    use_edge_tasks(project)
     marker = project.root / "first.pid"
     task_id = project.enqueue("quiet-exit-first", "--marker", str(marker), "--retries", "1")
     project.work()
@@ -131,7 +132,7 @@ def test_a_quiet_exit_with_a_retry_left_runs_again_and_finishes(project: Project
 def test_the_running_worker_fails_the_row_itself_not_reconcile(project: Project) -> None:
     """A long-running worker whose reconcile pass is an hour away: only the worker's own
     look at the horse's end can fail the row."""
-    setup(project, reconcile_interval_s=3600.0)
+    use_edge_tasks(project, reconcile_interval_s=3600.0)
     marker = project.root / "horse.pid"
     task_id = project.enqueue("quiet-exit", "--code", "0", "--marker", str(marker))
     worker = project.start_worker()
@@ -158,7 +159,7 @@ def test_reconcile_fails_a_row_whose_live_worker_left_the_job(project: Project) 
     from rqjobs import enqueue_task
     from rqjobs.keys import liveness_key
 
-    setup(project)
+    use_edge_tasks(project)
     worker = project.start_worker()  # listens on "default" only
     try:
         label = f"{socket.gethostname()}:{worker.pid}"
@@ -264,7 +265,7 @@ def test_a_result_over_max_result_bytes_fails_for_good_on_every_database(
     project: Project, db_url: str
 ) -> None:
     """20 MB: the clean message, on the first attempt, retries or not; 500 KB: stored."""
-    setup(project, database_url=db_url)
+    use_edge_tasks(project, database_url=db_url)
     big = project.enqueue("big-result", "--size", "20000000", "--retries", "2")
     fine = project.enqueue("big-result", "--size", "500000")
     project.work()
@@ -281,7 +282,7 @@ def test_a_result_over_max_result_bytes_fails_for_good_on_every_database(
 
 
 def test_max_result_bytes_comes_from_the_environment_and_is_checked(project: Project) -> None:
-    setup(project)
+    use_edge_tasks(project)
     project.env["RQJOBS_MAX_RESULT_BYTES"] = "100"
     task_id = project.enqueue("big-result", "--size", "200")
     project.work()
@@ -303,7 +304,7 @@ def test_job_meta_and_the_row_agree_at_the_end(project: Project, fail: bool) -> 
     from rq.job import Job
     from rq.serializers import JSONSerializer
 
-    setup(project, progress_interval_s=30.0)  # the second report is surely held back
+    use_edge_tasks(project, progress_interval_s=30.0)  # the second report is surely held back
     args = ["--fail"] if fail else []
     task_id = project.enqueue("two-steps", *args)
     project.work()
@@ -326,7 +327,7 @@ def test_a_dead_workers_row_ends_at_its_last_beat_not_at_reconcile(project: Proj
     """SIGKILL a worker and its horse mid-task; reconcile runs well after (no other worker
     runs it in between). finished_at is within about a liveness interval of the kill."""
     ttl_s = 3.0
-    setup(project, worker_liveness_ttl_s=ttl_s, reconcile_interval_s=3600.0)
+    use_edge_tasks(project, worker_liveness_ttl_s=ttl_s, reconcile_interval_s=3600.0)
     marker = project.root / "horse.pid"
     task_id = project.enqueue("sleep-marked", "--seconds", "120", "--marker", str(marker))
     worker = project.start_worker()
@@ -356,3 +357,49 @@ def test_a_dead_workers_row_ends_at_its_last_beat_not_at_reconcile(project: Proj
     # the last beat came at most one beat interval (ttl/3) before the kill
     assert killed_at - timedelta(seconds=ttl_s) <= finished <= killed_at
     assert "Last known alive at" in row.log and "noticed at" in row.log
+
+
+def test_the_seen_hash_keeps_live_and_recent_beats_only(project: Project) -> None:
+    """A worker's field goes when it stops cleanly; a field silent for over a week goes
+    when a worker starts; a recent one (a worker killed lately) stays for reconcile."""
+    from rqjobs.keys import WORKERS_SEEN_KEY
+
+    use_edge_tasks(project)
+    client = project.redis.client()  # type: ignore[union-attr]
+    client.hset(WORKERS_SEEN_KEY, mapping={"ghost:1": time.time() - 8 * 86_400, "recent:2": time.time() - 60})
+    task_id = project.enqueue("add", "--a", "1", "--b", "2")
+    project.work()
+    assert project.row(task_id).status == "finished"
+    assert set(client.hkeys(WORKERS_SEEN_KEY)) == {b"recent:2"}
+
+
+# -- 5. test_chaos with seed 284206045 ----------------------------------------------------------
+
+
+def test_a_scheduled_retry_is_written_in_one_transaction(project: Project) -> None:
+    """RQ's Job.retry wrote ``status = scheduled`` at once and the rest (retries_left - 1, the
+    scheduled registry) in the caller's pipeline: a horse killed in between left a job RQ
+    called scheduled in no registry, with its retry not used up. Reconcile put it back in
+    its queue and the task ran once more than its retries allow (test_chaos, "fail" tasks
+    failing after 3 attempts). Nothing may reach Redis before the pipeline runs."""
+    from rq.serializers import JSONSerializer
+
+    from rqjobs import enqueue_task
+    from rqjobs.broker.job import RqjobsJob
+
+    use_edge_tasks(project)
+    runtime = project.runtime()
+    record = enqueue_task("add", description="r", a=1, b=2, retries=1, retry_interval_s=5, runtime=runtime)
+    queue = runtime.queue("default")
+    client = runtime.redis
+    job = RqjobsJob.fetch(str(record.id), connection=client, serializer=JSONSerializer)
+    client.hset(job.key, "status", "started")
+    assert queue.scheduled_job_registry.get_job_ids() == [], "before"
+    with client.pipeline() as pipe:
+        job.retry(queue, pipe)
+        assert client.hget(job.key, "status") == b"started"  # nothing written yet
+        assert queue.scheduled_job_registry.get_job_ids() == []
+        pipe.execute()
+    fetched = RqjobsJob.fetch(str(record.id), connection=client, serializer=JSONSerializer)
+    assert fetched.get_status() == "scheduled" and fetched.retries_left == 0
+    assert queue.scheduled_job_registry.get_job_ids() == [str(record.id)]

@@ -108,6 +108,13 @@ class RqjobsJob(Job):
         self.rqjobs_retry_at = None
         assert self.retries_left
         self.retries_left -= 1
-        self.set_status(JobStatus.SCHEDULED)
-        queue.schedule_job(self, when, pipeline=pipeline)
+        # all in the caller's transaction. RQ's retry writes the status at once, and its
+        # ScheduledJobRegistry.schedule ignores the pipeline it is given: a horse killed in
+        # between left a job called scheduled (or in the registry) with its retry not used
+        # up, and it ran once more than its retries allow (test_chaos, seed 284206045)
+        pipeline.sadd(queue.redis_queues_keys, queue.key)
+        self.set_status(JobStatus.SCHEDULED, pipeline=pipeline)
+        self.save(pipeline=pipeline)
+        self.cleanup(ttl=self.ttl, pipeline=pipeline)
+        pipeline.zadd(queue.scheduled_job_registry.key, {self.id: int(when.timestamp())})
         self.log.info("Job %s: scheduled for retry at %s, %s remaining", self.id, when, self.retries_left)

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rqjobs.worker")
 
+#: how long ``rqjobs:workers:seen`` keeps the last beat of a worker that stopped beating
+SEEN_KEPT_S = 7 * 86_400
+
 # "set the marker to the server's clock unless it exists; return its value": one round trip,
 # and the server's clock, so hosts with skewed clocks agree on its age
 _MARK_SCRIPT = """
@@ -239,10 +242,29 @@ class LivenessBeacon:
         self.note_progress()
         try:
             self.beat()
+            self._forget_long_dead()
         except Exception as exc:  # Redis down: the thread keeps trying
             log.warning("liveness key not written yet (%s: %s); retrying", type(exc).__name__, exc)
         self._thread = threading.Thread(target=self._run, name="rqjobs-liveness", daemon=True)
         self._thread.start()
+
+    def _forget_long_dead(self) -> None:
+        """Drop ``rqjobs:workers:seen`` fields of processes silent for over a week.
+
+        A killed worker's field stays so reconcile can date its rows' end; after a week no
+        row of it is still ``running`` unnoticed, and the hash must not grow forever.
+        """
+        assert self._client is not None
+        cutoff = time.time() - SEEN_KEPT_S
+        old = []
+        for label, raw in self._client.hgetall(WORKERS_SEEN_KEY).items():
+            try:
+                if float(raw) < cutoff:
+                    old.append(label)
+            except ValueError:
+                old.append(label)
+        if old:
+            self._client.hdel(WORKERS_SEEN_KEY, *old)
 
     def _run(self) -> None:
         failing = False
