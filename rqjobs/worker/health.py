@@ -322,7 +322,7 @@ class WorkerHealthMixin:
         if not wait:
             return
         bound_s = settings.db_retry_s + defaults.DB_CONNECT_TIMEOUT_S + 2 * settings.redis_socket_timeout_s
-        self.reconciler.run_now(bound_s)
+        self.reconciler.run_now(bound_s, self.note_progress)
         self.note_progress()
 
     # -- after the loop ended abnormally ------------------------------------------------------
