@@ -291,6 +291,8 @@ class WorkerHealthMixin:
         scheduler = self.scheduler
         if self._burst_mode or scheduler is None or not self.last_cleaned_at:
             return
+        if self.stop_signaled or getattr(self, "_stop_requested", False):
+            return  # stopping: a scheduler started now would outlive the loop's teardown
         process = getattr(scheduler, "_process", None)
         if process is None or not process.is_alive():
             from rq.exceptions import StopRequested
@@ -314,11 +316,14 @@ class WorkerHealthMixin:
             self.reconciler = Reconciler(self.runtime, settings.reconcile_interval_s)
             self.reconciler.start()
         now = time.monotonic()
-        if not wait or now < self._next_reconcile_s:
+        if now < self._next_reconcile_s:
             return
+        # also paces run_maintenance_tasks (should_run_maintenance_tasks reads it)
         self._next_reconcile_s = now + settings.reconcile_interval_s
+        if not wait:
+            return
         bound_s = settings.db_retry_s + defaults.DB_CONNECT_TIMEOUT_S + 2 * settings.redis_socket_timeout_s
-        self.reconciler.run_now(bound_s)
+        self.reconciler.run_now(bound_s, self.note_progress)
         self.note_progress()
 
     # -- after the loop ended abnormally ------------------------------------------------------

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rqjobs.broker.connection import is_broker_error
@@ -61,13 +63,20 @@ class Reconciler:
         self._thread = threading.Thread(target=self._run, name="rqjobs-reconcile", daemon=True)
         self._thread.start()
 
-    def run_now(self, timeout_s: float) -> None:
+    def run_now(self, timeout_s: float, on_wait: Callable[[], None] = lambda: None) -> None:
         """Ask for a pass now and wait for it, at most ``timeout_s`` (a burst worker's start:
-        rows reconcile re-queues must be in the queue before the burst finds it empty)."""
+        rows reconcile re-queues must be in the queue before the burst finds it empty).
+        ``on_wait`` runs every half second meanwhile (the caller is waiting, not stuck)."""
+        deadline = time.monotonic() + timeout_s
         with self._done:
             target = self._passes + 1
             self._wake.set()
-            self._done.wait_for(lambda: self._passes >= target or not self.alive, timeout=timeout_s)
+            while self._passes < target and self.alive:
+                left_s = deadline - time.monotonic()
+                if left_s <= 0:
+                    return
+                self._done.wait(min(0.5, left_s))
+                on_wait()
 
     def stop(self) -> None:
         """Stop the thread; a pass stuck on the database is left to end on its own (daemon)."""
