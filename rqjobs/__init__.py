@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "InvalidDependency",
     "InvalidInput",
     "InvalidTaskArguments",
     "PermanentTaskError",
@@ -34,7 +35,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from rqjobs.api import TaskOutcome, cancel_tasks, enqueue_task, retry_tasks
-    from rqjobs.exceptions import InvalidInput, InvalidTaskArguments, PermanentTaskError, RqjobsError
+    from rqjobs.exceptions import (
+        InvalidDependency,
+        InvalidInput,
+        InvalidTaskArguments,
+        PermanentTaskError,
+        RqjobsError,
+    )
     from rqjobs.flow import pause_queues, paused_queues, resume_queues
     from rqjobs.queries import get_task, get_task_record, list_tasks
     from rqjobs.runtime import configure
@@ -53,6 +60,7 @@ _LAZY = {
     "resume_queues": "rqjobs.flow",
     "paused_queues": "rqjobs.flow",
     "TaskOutcome": "rqjobs.api",
+    "InvalidDependency": "rqjobs.exceptions",
     "InvalidInput": "rqjobs.exceptions",
     "InvalidTaskArguments": "rqjobs.exceptions",
     "RqjobsError": "rqjobs.exceptions",

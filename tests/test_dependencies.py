@@ -24,7 +24,7 @@ from rqjobs.exceptions import InvalidDependency, InvalidInput
 from rqjobs.store.engine import get_engine
 from rqjobs.store.repository import TaskStore
 from tests.conftest import Project, wait_for
-from tests.faults import FAST_RECONCILE, kill_session, pid_alive, reconcile, redis_known_for
+from tests.faults import FAST_RECONCILE, backdate, kill_session, pid_alive, reconcile, redis_known_for
 from tests.helpers import configure
 from tests.support.databases import db_url  # noqa: F401  (fixture)
 
@@ -325,7 +325,7 @@ def test_a_parent_killed_mid_run_decides_its_dependents(project: Project, retrie
     b = _enqueue(project, "add", "--a", "1", "--b", "1", after=(a,), description="B")
     doomed = project.start_worker(log_name="doomed.log")
     try:
-        wait_for(marker.exists, message="the parent to start")
+        wait_for(lambda: marker.exists() and marker.read_text(), message="the parent to start")
         horse = int(marker.read_text())
         marker.unlink()
         os.kill(doomed.pid, signal.SIGKILL)
@@ -390,3 +390,17 @@ def test_reconcile_releases_what_a_dead_worker_did_not(project: Project) -> None
     assert [(c["task_id"], c["from"], c["to"]) for c in changes] == [(b, "deferred", "queued")]
     project.work()
     assert project.row(b).status == "finished" and project.row(b).result == {"result": 4}
+
+
+def test_redis_losing_its_data_loses_no_dependency(project: Project) -> None:
+    """FLUSHALL: the parent's job comes back from its row; the deferred child never had one."""
+    configure(project, **FAST_RECONCILE)
+    a = _enqueue(project, "add", "--a", "1", "--b", "1", description="A")
+    b = _enqueue(project, "add", "--a", "2", "--b", "2", after=(a,), description="B")
+    project.redis.client().flushall()  # type: ignore[union-attr]
+    backdate(project, [a, b], 60)
+    changes = reconcile(project)
+    assert [(c["task_id"], c["action"]) for c in changes] == [(a, "enqueued again")]
+    assert project.row(b).status == "deferred"
+    project.work()
+    assert project.row(a).status == project.row(b).status == "finished"

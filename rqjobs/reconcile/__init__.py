@@ -20,7 +20,7 @@ from uuid import uuid4
 
 from rqjobs import defaults
 from rqjobs.broker.rq_internals import release_job_in_redis, text
-from rqjobs.dependencies import reconcile_dependencies
+from rqjobs.dependencies import DependencyChange, reconcile_dependencies, settle_dependents
 from rqjobs.exceptions import ReconcileBusy
 from rqjobs.hostpid import host_pid, is_this_host, split_host_pid
 from rqjobs.keys import RECONCILE_LOCK_KEY, RECONCILE_TURN_KEY
@@ -101,7 +101,7 @@ def reconcile(
         ):
             raise ReconcileBusy()
     try:
-        return _with_dependencies(runtime, Pass(runtime, dry_run=dry_run).run())
+        return _run_pass(runtime, dry_run)
     finally:
         if lock and not dry_run:
             redis.eval(_RELEASE_LOCK, 1, RECONCILE_LOCK_KEY, token)
@@ -116,7 +116,7 @@ def reconcile_if_due(runtime: Runtime, interval_s: float) -> ReconcileReport | N
     if not _acquire(redis, RECONCILE_LOCK_KEY, token, int(defaults.RECONCILE_LOCK_TTL_S * 1000), 0):
         return None
     try:
-        return _with_dependencies(runtime, Pass(runtime, dry_run=False).run())
+        return _run_pass(runtime, False)
     finally:
         redis.eval(_RELEASE_LOCK, 1, RECONCILE_LOCK_KEY, token)
 
@@ -130,20 +130,26 @@ _DEPENDENCY_ACTIONS = {
 }
 
 
-def _with_dependencies(runtime: Runtime, report: ReconcileReport) -> ReconcileReport:
-    """The dependency pass, after the rows are right: deferred rows whose parents ended.
+def _as_change(moved: DependencyChange, dry_run: bool) -> Change:
+    action = _DEPENDENCY_ACTIONS.get(moved.to_status, moved.to_status)
+    return Change(moved.task_id, moved.from_status, moved.to_status, action, moved.reason, not dry_run)
 
-    Run after the main pass, so a parent it has just failed (its worker died) cancels its
-    dependents in the same pass; a parent that finished while its worker died before the
-    release gets its dependents enqueued here.
+
+def _run_pass(runtime: Runtime, dry_run: bool) -> ReconcileReport:
+    """The dependency pass, then the rows' rules, then the dependents of rows they ended.
+
+    Deferred rows whose parents have all finished or one of which ended badly are settled
+    first (a worker that died before the release, a parent failed by an earlier pass). A
+    parent that this pass fails (its worker died) has its dependents canceled right after
+    it, in the same pass: one indexed read per row it ended, so the pass's report follows
+    its writes as closely as before.
     """
-    for moved in reconcile_dependencies(runtime, dry_run=report.dry_run):
-        action = _DEPENDENCY_ACTIONS.get(moved.to_status, moved.to_status)
-        report.changes.append(
-            Change(
-                moved.task_id, moved.from_status, moved.to_status, action, moved.reason, not report.dry_run
-            )
-        )
+    early = reconcile_dependencies(runtime, dry_run=dry_run)
+    report = Pass(runtime, dry_run=dry_run).run()
+    ended = [c.task_id for c in report.changes if c.applied and c.to_status in FINAL]
+    report.changes[:0] = [_as_change(moved, dry_run) for moved in early]
+    for task_id in ended:
+        report.changes += [_as_change(moved, False) for moved in settle_dependents(runtime, task_id)]
     return report
 
 
