@@ -98,6 +98,18 @@ def test_workers_lists_a_busy_and_an_idle_worker_with_task_and_note(
     assert re.search(rf"\bbusy\s+#{task_id} sleep-for\s+\S+ ago\s+\S+ ago", busy_line), busy_line
     assert re.search(r"\bidle\s+-\s+\S+ ago\s+\S+ ago\s+store failing$", idle_line.rstrip()), idle_line
 
+    # a paused queue (issue 14) shows on every worker that takes from it
+    assert project.rqjobs("pause", "default").returncode == 0
+    paused = {w["worker"]: w["paused_queues"] for w in _workers_json(project)}
+    assert paused == {idle["worker"]: ["default"], busy["worker"]: ["default"]}
+    project.env["COLUMNS"] = "160"
+    result = project.rqjobs("workers")
+    assert result.returncode == 0, result.stderr
+    idle_line = next(line for line in result.stdout.splitlines() if f":{idle['pid']}" in line)
+    assert "store failing; paused: default" in idle_line, idle_line
+    assert project.rqjobs("resume", "default").returncode == 0
+    assert all(w["paused_queues"] == [] for w in _workers_json(project))
+
     # a worker that stops leaves the list
     os.killpg(started[1].pid, signal.SIGTERM)
     started[1].wait(60)

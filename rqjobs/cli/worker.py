@@ -3,7 +3,7 @@ the live ones."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -77,12 +77,31 @@ def workers(ctx: typer.Context, as_json: JsonOption = False) -> None:
             raise
         # the liveness keys live in Redis: without it there is no answer, and no traceback either
         raise BrokerUnavailable(f"Redis is unreachable ({describe(runtime.settings)}): {exc}") from None
+    paused = _paused_names(runtime)
     if as_json:
-        echo_json([w.to_dict() for w in found], ensure_ascii=False)
+        echo_json(
+            [{**w.to_dict(), "paused_queues": [q for q in w.queues if q in paused]} for w in found],
+            ensure_ascii=False,
+        )
         return
     if not found:
         info("no live workers")
         return
     from rqjobs.cli.render.workers import workers_table
 
-    stdout().print(workers_table(found))
+    stdout().print(workers_table(found, paused=paused))
+
+
+def _paused_names(runtime: Any) -> frozenset[str]:
+    """The paused queues (issue 14), or none known when the task database does not answer:
+    the workers' own liveness is in Redis and is worth showing anyway."""
+    from rqjobs.exceptions import DatabaseError
+    from rqjobs.flow import paused_queues
+
+    try:
+        return frozenset(p.queue for p in paused_queues(runtime))
+    except DatabaseError as exc:
+        from rich.markup import escape
+
+        info(escape(f"paused queues unknown: {exc}"))
+        return frozenset()

@@ -29,9 +29,15 @@ def _task_cell(worker: LiveWorker) -> Text:
     return text
 
 
-def _note_cell(worker: LiveWorker) -> Text:
-    """What the worker says about itself (``store failing``); paused queues will join it here."""
-    return literal(worker.note, style="bold red") if worker.note else Text("")
+def _note_cell(worker: LiveWorker, paused: frozenset[str]) -> Text:
+    """What the worker says about itself (``store failing``), and which of its queues are paused."""
+    text = literal(worker.note, style="bold red") if worker.note else Text("")
+    mine = [q for q in worker.queues if q in paused]
+    if mine:
+        if text:
+            text.append("; ")
+        text.append_text(literal("paused: " + ",".join(mine), style="magenta"))
+    return text
 
 
 #: the columns that give way on a narrow terminal, in this order, and how narrow they may get
@@ -39,7 +45,7 @@ _FLEXIBLE = (("NOTE", 12), ("QUEUES", 8), ("TASK", 14), ("WORKER", 14))
 _COLUMNS = ("WORKER", "QUEUES", "STATE", "TASK", "SINCE", "BEAT", "NOTE")
 
 
-def _cells(worker: LiveWorker, now: datetime) -> list[Text]:
+def _cells(worker: LiveWorker, now: datetime, paused: frozenset[str]) -> list[Text]:
     state = worker.state or "?"
     return [
         literal(worker.label),
@@ -48,7 +54,7 @@ def _cells(worker: LiveWorker, now: datetime) -> list[Text]:
         _task_cell(worker),
         Text(age(worker.started_at, now)),
         Text(age(worker.last_heartbeat, now)),
-        _note_cell(worker),
+        _note_cell(worker, paused),
     ]
 
 
@@ -68,9 +74,11 @@ class WorkersTable:
     worker's name give way in that order, each cut with an ellipsis.
     """
 
-    def __init__(self, workers: Sequence[LiveWorker], now: datetime | None = None) -> None:
+    def __init__(
+        self, workers: Sequence[LiveWorker], now: datetime | None = None, paused: frozenset[str] = frozenset()
+    ) -> None:
         now = now or datetime.now(timezone.utc)
-        self.rows = [_cells(w, now) for w in workers]
+        self.rows = [_cells(w, now, paused) for w in workers]
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         natural = {
@@ -89,6 +97,8 @@ class WorkersTable:
         yield _table(self.rows, widths)
 
 
-def workers_table(workers: Sequence[LiveWorker], now: datetime | None = None) -> WorkersTable:
-    """``rqjobs workers``: the live workers, fitting the terminal."""
-    return WorkersTable(workers, now)
+def workers_table(
+    workers: Sequence[LiveWorker], now: datetime | None = None, paused: frozenset[str] = frozenset()
+) -> WorkersTable:
+    """``rqjobs workers``: the live workers, fitting the terminal; ``paused``: the paused queues."""
+    return WorkersTable(workers, now, paused)
