@@ -55,9 +55,9 @@ class TaskChange:
         """When the change happened, as the row records it, not when a poll noticed it.
 
         A final row: ``finished_at``; a run that starts: ``started_at``; a waiting row:
-        ``enqueued_at`` (moved by every retry), else ``created_at``. A progress report on
-        a running row leaves no time in the row, so it is the one change stamped with
-        :attr:`seen_at` (within one poll interval of the report).
+        ``enqueued_at`` (moved by every retry), else ``created_at``; a progress report:
+        ``progress_at``. Only a row that has none of these (written before migration 0007)
+        falls back to :attr:`seen_at`, within one poll interval of the change.
         """
         row, before = self.record, self.previous
         if row.status in FINAL:
@@ -67,9 +67,9 @@ class TaskChange:
                 progress_only = bool(row.progress or row.progress_message)
             else:
                 progress_only = before.status == TaskStatus.RUNNING.value and before.attempts == row.attempts
-            if progress_only or row.started_at is None:
-                return self.seen_at
-            return row.started_at
+            if progress_only:
+                return row.progress_at or self.seen_at
+            return row.started_at or self.seen_at
         return row.enqueued_at or row.created_at
 
     @property

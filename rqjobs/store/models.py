@@ -84,6 +84,9 @@ tasks_table = Table(
     Column("status", String(16), nullable=False),
     Column("progress", Integer, nullable=False, default=0),
     Column("progress_message", String(defaults.PROGRESS_MESSAGE_MAX_CHARS)),
+    # when the running task last reported progress (migration 0007): the one change that
+    # had no time of its own in the row (`rqjobs tail` stamps its lines from the row)
+    Column("progress_at", UTCDateTime),
     Column("result", JSONText, nullable=True),
     Column("log", LongText),
     Column("attempts", Integer, nullable=False, default=0),

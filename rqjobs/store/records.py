@@ -39,6 +39,8 @@ class TaskRecord:
     #: the [[schedule]] that made the row, and the tick it is for (None: not scheduled, or run by hand)
     schedule: str | None = None
     schedule_tick: datetime | None = None
+    #: when the running task last reported progress (None: it has not)
+    progress_at: datetime | None = None
     #: the key of a unique task (`--unique-key`); while the row is live, no other live row has it
     unique_key: str | None = None
     #: the tasks this one waits for (`--after`), from ``task_dependencies``; () for none

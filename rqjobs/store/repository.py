@@ -301,7 +301,7 @@ class TaskStore(AggregateReads, SearchReads, DependencyOps):
         stmt = (
             update(_table)
             .where(and_(_c.id == task_id, _c.status == TaskStatus.RUNNING.value))
-            .values(progress=progress, progress_message=clip_progress_message(message))
+            .values(progress=progress, progress_message=clip_progress_message(message), progress_at=utcnow())
         )
         try:
             with self.engine.begin() as conn:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from rqjobs.exceptions import DatabaseError, SchemaOutdated
 
 #: the newest migration; tests check it matches the migrations folder
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: how long a failed upgrade waits for a concurrent one to finish before reporting failure
 _CONCURRENT_UPGRADE_WAIT_S = 10.0
