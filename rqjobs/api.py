@@ -39,6 +39,7 @@ def enqueue_task(
     delay_s: float | None = None,
     runtime: Runtime | None = None,
     task_kwargs: Mapping[str, Any] | None = None,
+    unique_key: str | None = None,
     **kwargs: Any,
 ) -> TaskRecord:
     """Record a task and enqueue its job; returns a snapshot of the new row.
@@ -49,6 +50,11 @@ def enqueue_task(
     :class:`~rqjobs.exceptions.InvalidInput`) for a bad request, with nothing written,
     and :class:`~rqjobs.exceptions.EnqueueFailed` when Redis failed, after marking the
     row failed.
+
+    ``unique_key`` (or a ``@background_task(unique=True)`` task, keyed by its arguments):
+    while a row with that key is queued, scheduled, deferred or running, nothing is
+    created and that row is returned, with ``existing`` True. The database's unique
+    index decides, so two processes racing with one key make one row.
     """
     from rqjobs.runtime import ready_runtime
 
@@ -65,9 +71,15 @@ def enqueue_task(
         delay_s=delay_s,
         runtime=runtime,
         task_kwargs=task_kwargs,
+        unique_key=unique_key,
         **kwargs,
     )
-    record = runtime.store.insert(**plan.row_options())
+    if plan.unique_key is not None:
+        record, created = runtime.store.insert_unique(**plan.row_options())
+        if not created:
+            return record  # the live row holding the key; nothing was written
+    else:
+        record = runtime.store.insert(**plan.row_options())
     submit_job(runtime, record)
     return record
 
@@ -234,6 +246,9 @@ def _retry_one(runtime: Runtime, task_id: int, retryable: Sequence[str]) -> Task
         task_spec(record.name)
     except RqjobsError as exc:
         return TaskOutcome(task_id, False, "skipped", exc.message)
+    refusal = _unique_key_refusal(runtime, record)
+    if refusal is not None:
+        return refusal
     try:
         _delete_job(runtime, record.job_id)
     except _redis_error_types() as exc:
@@ -244,7 +259,13 @@ def _retry_one(runtime: Runtime, task_id: int, retryable: Sequence[str]) -> Task
     entry = operator_log_entry(
         "retried", f"was {record.status} after {record.attempts} attempt(s); a new attempt follows ({budget})"
     )
-    if not store.mark_requeued(task_id, entry, from_statuses=retryable):
+    from rqjobs.store.unique import UniqueKeyTaken
+
+    try:
+        requeued = store.mark_requeued(task_id, entry, from_statuses=retryable)
+    except UniqueKeyTaken as exc:  # another live row took the key since the check above
+        return _key_taken_outcome(task_id, exc.key, exc.holder)
+    if not requeued:
         now = store.get(task_id)
         state = now.status if now else "gone"
         return TaskOutcome(task_id, False, "skipped", f"it changed while being retried (now {state})")
@@ -257,6 +278,26 @@ def _retry_one(runtime: Runtime, task_id: int, retryable: Sequence[str]) -> Task
         return TaskOutcome(task_id, False, "failed", exc.message)
     return TaskOutcome(
         task_id, True, "retried", f"attempt {fresh.attempts + 1} queued on {fresh.queue} ({budget})"
+    )
+
+
+def _unique_key_refusal(runtime: Runtime, record: TaskRecord) -> TaskOutcome | None:
+    """A retry would make a second live row with the row's unique key: refuse it."""
+    if not record.unique_key:
+        return None
+    holder = runtime.store.live_holder(record.unique_key)
+    if holder is None or holder.id == record.id:
+        return None
+    return _key_taken_outcome(record.id, record.unique_key, holder)
+
+
+def _key_taken_outcome(task_id: int, key: str, holder: TaskRecord | None) -> TaskOutcome:
+    who = f"task {holder.id} ({holder.status})" if holder else "another live task"
+    return TaskOutcome(
+        task_id,
+        False,
+        "skipped",
+        f"{who} holds its unique key {key!r}; retry it once that task has ended",
     )
 
 

@@ -120,6 +120,8 @@ class TaskPlan:
     max_retries: int
     retry_intervals: list[int] | None
     scheduled_for: datetime | None
+    #: the unique key (``unique_key=`` or a ``unique=True`` task's own); None: not unique
+    unique_key: str | None = None
 
     def row_options(self) -> dict[str, Any]:
         """Keyword arguments for :meth:`TaskStore.insert` / :func:`row_values`."""
@@ -133,6 +135,7 @@ class TaskPlan:
             "max_retries": self.max_retries,
             "retry_intervals": self.retry_intervals,
             "scheduled_for": self.scheduled_for,
+            "unique_key": self.unique_key,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,14 +175,22 @@ def check_task(
     delay_s: float | None = None,
     runtime: Runtime | None = None,
     task_kwargs: Mapping[str, Any] | None = None,
+    unique_key: str | None = None,
     **kwargs: Any,
 ) -> TaskPlan:
     """Check a request as :func:`enqueue_task` does and say what it would write; writes nothing.
 
     Raises the same :class:`~rqjobs.exceptions.InvalidInput` errors. The task's
     ``validate`` runs: a ValueError or TypeError from it is an InvalidTaskArguments.
+    ``unique_key`` is checked here; a ``unique=True`` task without one gets its own
+    (:func:`task_unique_key`).
     """
+    from dataclasses import replace
+
     from rqjobs.runtime import ready_runtime
+
+    if unique_key is not None:
+        check_unique_key(unique_key)
 
     if not isinstance(description, str) or not description.strip():
         raise InvalidTaskArguments("a task needs a non-empty description")
@@ -187,7 +198,7 @@ def check_task(
     clash = set(kwargs) & set(task_kwargs or {})
     if clash:
         raise InvalidTaskArguments(f"{spec.name}: {', '.join(sorted(clash))} given twice")
-    return plan_task(
+    plan = plan_task(
         ready_runtime(runtime).settings,
         task,
         args,
@@ -200,6 +211,35 @@ def check_task(
         at=at,
         delay_s=delay_s,
     )
+    if unique_key is None and spec.unique:
+        unique_key = task_unique_key(spec, plan.args, plan.kwargs)
+    return replace(plan, unique_key=unique_key) if unique_key is not None else plan
+
+
+def check_unique_key(key: Any) -> None:
+    """A unique key: a non-empty string that fits the column (``UNIQUE_KEY_MAX_CHARS``)."""
+    if not isinstance(key, str):
+        raise InvalidTaskArguments(f"the unique key must be a string, got {type(key).__name__}")
+    if not key.strip():
+        raise InvalidTaskArguments("the unique key is empty")
+    check_text("the unique key", key, defaults.UNIQUE_KEY_MAX_CHARS)
+
+
+def task_unique_key(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A ``unique=True`` task's key: its name and a hash of its arguments.
+
+    The arguments are taken by parameter name with defaults applied (``f(1)`` and
+    ``f(x=1)`` are one key), as canonical JSON (sorted keys, no spaces), hashed with
+    SHA-256: stable across processes, machines and Python versions. The name is cut so
+    the key fits ``UNIQUE_KEY_MAX_CHARS``; the hash covers the whole name.
+    """
+    import hashlib
+    import json
+
+    bound = spec.bind(args, kwargs)
+    canonical = json.dumps(bound, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(f"{spec.name}\0{canonical}".encode()).hexdigest()
+    return f"{spec.name[: defaults.UNIQUE_KEY_MAX_CHARS - len(digest) - 1]}:{digest}"
 
 
 def plan_task(

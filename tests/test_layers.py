@@ -36,6 +36,7 @@ LAYERS: list[list[str]] = [
     [
         "rqjobs.checks",
         "rqjobs.api",
+        "rqjobs.bulk",
         "rqjobs.queries",
         "rqjobs.stats",
         "rqjobs.follow",

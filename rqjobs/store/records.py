@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,10 @@ class TaskRecord:
     schedule_tick: datetime | None = None
     #: the key of a unique task (`--unique-key`); while the row is live, no other live row has it
     unique_key: str | None = None
+    #: True when an enqueue found a live row with the same unique key and returned it
+    #: instead of creating one (``enqueue_task(..., unique_key=...)``, ``enqueue_many``);
+    #: not a column: False on every record read from the database
+    existing: bool = field(default=False, compare=False)
 
     @property
     def job_id(self) -> str:

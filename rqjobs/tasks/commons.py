@@ -84,6 +84,7 @@ def background_task(
     retries: int | None = None,
     retry_interval_s: int | list[int] | None = None,
     validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    unique: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -96,6 +97,7 @@ def background_task(
     retries: int | None = None,
     retry_interval_s: int | list[int] | None = None,
     validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    unique: bool = False,
 ) -> Any:
     """Register a function as an rqjobs task and track its runs in the task row.
 
@@ -111,6 +113,11 @@ def background_task(
     caller's arguments as they are. An ``InvalidTaskArguments`` (any
     ``rqjobs.InvalidInput``) raised by the task itself, in the worker, fails the row at
     once: an input error does not get better with retries.
+
+    ``unique=True``: while a row of this task with the same arguments is queued,
+    scheduled, deferred or running, enqueueing it again creates nothing and returns that
+    row (its ``existing`` is True). The key is the task name and a hash of the arguments
+    (``rqjobs.checks.task_unique_key``); an explicit ``unique_key=`` wins over it.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -132,6 +139,7 @@ def background_task(
             retries=retries,
             retry_interval_s=retry_interval_s,
             validate=validate,
+            unique=unique,
             signature=signature,
         )
 

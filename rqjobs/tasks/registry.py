@@ -44,6 +44,8 @@ RESERVED_PARAMETERS = frozenset(
         "json",
         "help",
         "task",
+        "unique_key",
+        "from_jsonl",
     }
 )
 ENTRY_POINT_GROUP = "rqjobs.tasks"
@@ -62,6 +64,9 @@ class TaskSpec:
     retries: int | None = None
     retry_interval_s: int | list[int] | None = None
     validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    #: ``@background_task(unique=True)``: while a row with the same arguments is live,
+    #: enqueueing it again returns that row (rqjobs.checks.task_unique_key)
+    unique: bool = False
     signature: inspect.Signature = field(default=None, repr=False)  # type: ignore[assignment]
     #: the decorated function: what a worker calls
     wrapper: Callable[..., Any] = field(default=None, repr=False)  # type: ignore[assignment]
