@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rqjobs.checks import TaskPlan, check_task
+from rqjobs.checks import TaskPlan, check_request
 from rqjobs.exceptions import EnqueueFailed, InvalidInput, InvalidTaskArguments
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def check_many(
     """
     from rqjobs.runtime import ready_runtime
 
-    runtime = ready_runtime(runtime)
+    settings = ready_runtime(runtime).settings  # the task modules imported once, not per item
     plans: list[TaskPlan] = []
     for index, item in enumerate(arguments):
         if not isinstance(item, Mapping):
@@ -62,14 +62,16 @@ def check_many(
             )
         try:
             plans.append(
-                check_task(
+                check_request(
+                    settings,
                     task,
+                    (),
+                    {},
                     description=description,
                     queue=queue,
                     timeout_s=timeout_s,
                     retries=retries,
                     retry_interval_s=retry_interval_s,
-                    runtime=runtime,
                     task_kwargs=item,
                 )
             )
@@ -133,17 +135,19 @@ def push_jobs(runtime: Runtime, records: list[TaskRecord]) -> None:
     from rq.job import Retry
 
     from rqjobs.broker.connection import describe, job_landed
+    from rqjobs.broker.rq_internals import enqueue_batch
     from rqjobs.exceptions import RqjobsError
     from rqjobs.store.repository import attempt_log_entry
     from rqjobs.tasks.registry import get_task as task_spec
 
     settings = runtime.settings
     try:
-        with runtime.redis.pipeline() as pipe:
-            for record in records:
-                spec = task_spec(record.name)
-                queue = runtime.queue(record.queue)
-                job = queue.create_job(
+        by_queue: dict[str, list[Any]] = {}
+        for record in records:
+            spec = task_spec(record.name)
+            queue = runtime.queue(record.queue)
+            by_queue.setdefault(record.queue, []).append(
+                queue.create_job(
                     spec.path,
                     args=record.args,
                     kwargs=record.kwargs,
@@ -156,7 +160,10 @@ def push_jobs(runtime: Runtime, records: list[TaskRecord]) -> None:
                     if record.max_retries
                     else None,
                 )
-                queue.enqueue_job(job, pipeline=pipe)
+            )
+        with runtime.redis.pipeline() as pipe:
+            for name, jobs in by_queue.items():
+                enqueue_batch(pipe, runtime.queue(name), jobs)
             pipe.execute()
     except BaseException as exc:
         # MULTI/EXEC: all of the batch landed or none; one job tells which

@@ -72,6 +72,8 @@ def resolve_schedule(at: datetime | None, delay_s: float | None) -> datetime | N
     """
     from rqjobs.timeparse import ceil_to_second
 
+    if at is None and delay_s is None:
+        return None
     if at is not None and delay_s is not None:
         raise InvalidSchedule("give either a time (at) or a delay, not both")
     now = datetime.now(timezone.utc)
@@ -148,6 +150,8 @@ class TaskPlan:
 
 def _plain(value: Any) -> Any:
     """An Enum, a path or a datetime as the JSON value the job carries (the worker converts back)."""
+    if value is None or type(value) in (str, int, float, bool):  # the common case, checked first
+        return value
     from datetime import date
     from enum import Enum
     from pathlib import PurePath
@@ -185,13 +189,47 @@ def check_task(
     ``unique_key`` is checked here; a ``unique=True`` task without one gets its own
     (:func:`task_unique_key`).
     """
-    from dataclasses import replace
-
     from rqjobs.runtime import ready_runtime
+
+    return check_request(
+        ready_runtime(runtime).settings,
+        task,
+        args,
+        kwargs,
+        description=description,
+        queue=queue,
+        timeout_s=timeout_s,
+        retries=retries,
+        retry_interval_s=retry_interval_s,
+        at=at,
+        delay_s=delay_s,
+        task_kwargs=task_kwargs,
+        unique_key=unique_key,
+    )
+
+
+def check_request(
+    settings: Settings,
+    task: str | Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    description: str,
+    queue: str | None = None,
+    timeout_s: int | None = None,
+    retries: int | None = None,
+    retry_interval_s: int | list[int] | None = None,
+    at: datetime | None = None,
+    delay_s: float | None = None,
+    task_kwargs: Mapping[str, Any] | None = None,
+    unique_key: str | None = None,
+) -> TaskPlan:
+    """:func:`check_task` against given settings, the task modules already imported
+    (``enqueue_many`` checks each item with it)."""
+    from dataclasses import replace
 
     if unique_key is not None:
         check_unique_key(unique_key)
-
     if not isinstance(description, str) or not description.strip():
         raise InvalidTaskArguments("a task needs a non-empty description")
     spec = task_spec(task)
@@ -199,7 +237,7 @@ def check_task(
     if clash:
         raise InvalidTaskArguments(f"{spec.name}: {', '.join(sorted(clash))} given twice")
     plan = plan_task(
-        ready_runtime(runtime).settings,
+        settings,
         task,
         args,
         {**kwargs, **(task_kwargs or {})},

@@ -73,7 +73,12 @@ class BulkWrites:
                         claimed[key] = len(fresh)
                     slots.append(len(fresh))
                     fresh.append({**values, "unique_active": key or None})
-            ids = [int(i) for i in conn.execute(returning, fresh).scalars()] if fresh else []
+            if not fresh:
+                ids: list[int] = []
+            elif conn.dialect.name == "sqlite":
+                ids = _sqlite_insert(conn, fresh)
+            else:
+                ids = [int(i) for i in conn.execute(returning, fresh).scalars()]
             if len(ids) != len(fresh):
                 raise DatabaseError(f"the database returned {len(ids)} ids for {len(fresh)} new rows")
             made = [TaskRecord(id=i, **_public(v)) for i, v in zip(ids, fresh, strict=True)]
@@ -136,6 +141,49 @@ class BulkWrites:
             budget_s=self.retry_s,
             what=f"fail {len(task_ids)} tasks that were not enqueued",
         )
+
+
+def _sqlite_insert(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """SQLite: the driver's own ``executemany`` (in C), then the ids from ``last_insert_rowid()``.
+
+    Twice as fast as a RETURNING per multi-row batch. The ids are consecutive: this
+    transaction began IMMEDIATE (it holds SQLite's one write lock) and the table is
+    AUTOINCREMENT, so each row takes the next id; the count below checks it all the same.
+    """
+    dialect = conn.dialect
+    first_row = rows[0]
+    fixed: dict[str, Any] = {}  # one value for the whole batch (name, queue, times...): converted once
+    varying: list[str] = []
+    for name, value in first_row.items():
+        if name in _PER_ROW or [row[name] for row in rows].count(value) != len(rows):
+            varying.append(name)
+        else:
+            proc = _table.c[name].type.bind_processor(dialect)
+            fixed[name] = value if proc is None else proc(value)
+    calls = [_table.c[name].type.bind_processor(dialect) or _same for name in varying]
+    head = tuple(fixed.values())
+    params = [
+        head + tuple(call(row[name]) for call, name in zip(calls, varying, strict=True)) for row in rows
+    ]
+    names = [*fixed, *varying]
+    sql = f"INSERT INTO tasks ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+    conn.exec_driver_sql(sql, params)
+    last = int(conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
+    first = last - len(rows) + 1
+    found = conn.execute(
+        select(func.count()).select_from(_table).where(_c.id.between(first, last))
+    ).scalar_one()
+    if found != len(rows):
+        raise DatabaseError(f"the batch's ids are not consecutive ({found} rows in {first}..{last})")
+    return list(range(first, last + 1))
+
+
+#: the columns that differ from row to row in a batch of one task
+_PER_ROW = frozenset({"args", "kwargs", "unique_key", "unique_active"})
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _public(values: dict[str, Any]) -> dict[str, Any]:
