@@ -69,8 +69,6 @@ def main() -> None:
                 enqueue_task("noop", i, description=f"job {i}", runtime=runtime)
             return args.jobs / (time.perf_counter() - start)
 
-        from rqjobs import enqueue_many
-
         def plain_bulk() -> float:
             start = time.perf_counter()  # prepare_data is part of RQ's bulk call, as the items are of ours
             datas = [
@@ -82,6 +80,8 @@ def main() -> None:
 
         def tracked_bulk() -> float:
             start = time.perf_counter()
+            from rqjobs import enqueue_many
+
             items = [{"i": i} for i in range(args.bulk_jobs)]
             enqueue_many("noop", items, description="bulk job", runtime=runtime)
             return args.bulk_jobs / (time.perf_counter() - start)

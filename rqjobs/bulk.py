@@ -50,10 +50,16 @@ def check_many(
     Each item is a mapping of the task's arguments by name. The refusal's message starts
     with ``label(index)`` ("item 7: ...", or "line 7: ..." from the CLI). Writes nothing.
     """
+    from dataclasses import replace
+
+    from rqjobs.checks import check_arguments, task_unique_key
     from rqjobs.runtime import ready_runtime
+    from rqjobs.tasks.registry import get_task as task_spec
 
     settings = ready_runtime(runtime).settings  # the task modules imported once, not per item
+    spec = task_spec(task)
     plans: list[TaskPlan] = []
+    first: TaskPlan | None = None
     for index, item in enumerate(arguments):
         if not isinstance(item, Mapping):
             raise InvalidTaskArguments(
@@ -61,8 +67,10 @@ def check_many(
                 f"got {type(item).__name__}"
             )
         try:
-            plans.append(
-                check_request(
+            if first is None:
+                # the whole request check once (options, description, queue...); they are
+                # the same for every item, so the others need only their arguments checked
+                first = check_request(
                     settings,
                     task,
                     (),
@@ -74,9 +82,13 @@ def check_many(
                     retry_interval_s=retry_interval_s,
                     task_kwargs=item,
                 )
-            )
+                plans.append(first)
+                continue
+            args, kwargs = check_arguments(spec, (), dict(item))
         except InvalidInput as exc:
             raise type(exc)(f"{label(index)}: {exc.message}") from None
+        key = task_unique_key(spec, args, kwargs) if spec.unique else None
+        plans.append(replace(first, args=args, kwargs=kwargs, unique_key=key))
     return plans
 
 

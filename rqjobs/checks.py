@@ -280,6 +280,39 @@ def task_unique_key(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any
     return f"{spec.name[: defaults.UNIQUE_KEY_MAX_CHARS - len(digest) - 1]}:{digest}"
 
 
+def check_arguments(
+    spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments half of :func:`plan_task`: bound, typed, validated, JSON-checked.
+
+    Returns the arguments the row and the job carry (a ``validate`` may normalise them).
+    ``enqueue_many`` runs it for every item of a batch, the options once.
+    """
+    bound = spec.bind(args, kwargs)
+    check_types(spec, {name: _plain(value) for name, value in bound.items()})
+    if spec.validate is not None:
+        try:
+            normalised = spec.validate(bound)
+        except InvalidInput:
+            raise
+        except (ValueError, TypeError) as exc:
+            # the documented contract: a validate function refuses with any of these
+            raise InvalidTaskArguments(f"{spec.name}: {exc}") from None
+        if normalised is not None:
+            if not isinstance(normalised, dict):
+                raise TaskDefinitionError(
+                    f"task {spec.name!r}: its validate function returned {type(normalised).__name__}; "
+                    "it must return None or a dict of arguments by parameter name"
+                )
+            # e.g. relative paths made absolute: the worker's cwd is not the caller's
+            args, kwargs = (), _as_keyword_arguments(spec, normalised)
+            spec.bind(args, kwargs)
+    args = tuple(_plain(a) for a in args)
+    kwargs = {k: _plain(v) for k, v in kwargs.items()}
+    check_json(spec, args, kwargs)
+    return args, kwargs
+
+
 def plan_task(
     settings: Settings,
     task: str | Callable[..., Any],
@@ -304,28 +337,7 @@ def plan_task(
     check_text("the description", description.strip(), defaults.DESCRIPTION_MAX_CHARS)
     spec = task_spec(task)
     check_text("the task name", spec.name, defaults.NAME_MAX_CHARS)
-    bound = spec.bind(args, kwargs)
-    check_types(spec, {name: _plain(value) for name, value in bound.items()})
-    if spec.validate is not None:
-        try:
-            normalised = spec.validate(bound)
-        except InvalidInput:
-            raise
-        except (ValueError, TypeError) as exc:
-            # the documented contract: a validate function refuses with any of these
-            raise InvalidTaskArguments(f"{spec.name}: {exc}") from None
-        if normalised is not None:
-            if not isinstance(normalised, dict):
-                raise TaskDefinitionError(
-                    f"task {spec.name!r}: its validate function returned {type(normalised).__name__}; "
-                    "it must return None or a dict of arguments by parameter name"
-                )
-            # e.g. relative paths made absolute: the worker's cwd is not the caller's
-            args, kwargs = (), _as_keyword_arguments(spec, normalised)
-            spec.bind(args, kwargs)
-    args = tuple(_plain(a) for a in args)
-    kwargs = {k: _plain(v) for k, v in kwargs.items()}
-    check_json(spec, args, kwargs)
+    args, kwargs = check_arguments(spec, args, kwargs)
     queue_name, timeout, max_retries, intervals = _resolve_options(
         spec, settings, queue, timeout_s, retries, retry_interval_s
     )
