@@ -50,8 +50,6 @@ def check_many(
     Each item is a mapping of the task's arguments by name. The refusal's message starts
     with ``label(index)`` ("item 7: ...", or "line 7: ..." from the CLI). Writes nothing.
     """
-    from dataclasses import replace
-
     from rqjobs.checks import check_arguments, task_unique_key
     from rqjobs.runtime import ready_runtime
     from rqjobs.tasks.registry import get_task as task_spec
@@ -88,7 +86,21 @@ def check_many(
         except InvalidInput as exc:
             raise type(exc)(f"{label(index)}: {exc.message}") from None
         key = task_unique_key(spec, args, kwargs) if spec.unique else None
-        plans.append(replace(first, args=args, kwargs=kwargs, unique_key=key))
+        # built directly: dataclasses.replace would look every field up again, per item
+        plans.append(
+            TaskPlan(
+                first.name,
+                first.description,
+                first.queue,
+                args,
+                kwargs,
+                first.timeout_s,
+                first.max_retries,
+                first.retry_intervals,
+                first.scheduled_for,
+                key,
+            )
+        )
     return plans
 
 
