@@ -22,6 +22,7 @@ __all__ = [
     "background_task",
     "cancel_tasks",
     "configure",
+    "enqueue_many",
     "enqueue_task",
     "get_task",
     "get_task_record",
@@ -35,6 +36,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from rqjobs.api import TaskOutcome, cancel_tasks, enqueue_task, retry_tasks
+    from rqjobs.bulk import enqueue_many
     from rqjobs.exceptions import (
         InvalidDependency,
         InvalidInput,
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "configure": "rqjobs.runtime",
     "enqueue_task": "rqjobs.api",
+    "enqueue_many": "rqjobs.bulk",
     "get_task": "rqjobs.queries",
     "get_task_record": "rqjobs.queries",
     "list_tasks": "rqjobs.queries",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ def enqueue_task(
     runtime: Runtime | None = None,
     task_kwargs: Mapping[str, Any] | None = None,
     after: Sequence[int] | None = None,
+    unique_key: str | None = None,
     **kwargs: Any,
 ) -> TaskRecord:
     """Record a task and enqueue its job; returns a snapshot of the new row.
@@ -57,6 +58,11 @@ def enqueue_task(
     :class:`~rqjobs.exceptions.InvalidInput`) for a bad request, with nothing written,
     and :class:`~rqjobs.exceptions.EnqueueFailed` when Redis failed, after marking the
     row failed.
+
+    ``unique_key`` (or a ``@background_task(unique=True)`` task, keyed by its arguments):
+    while a row with that key is queued, scheduled, deferred or running, nothing is
+    created and that row is returned, with ``existing`` True. The database's unique
+    index decides, so two processes racing with one key make one row.
     """
     from rqjobs.runtime import ready_runtime
 
@@ -73,12 +79,22 @@ def enqueue_task(
         delay_s=delay_s,
         runtime=runtime,
         task_kwargs=task_kwargs,
+        unique_key=unique_key,
         **kwargs,
     )
     parents = check_after(after, scheduled=plan.scheduled_for is not None)
     if parents:
+        if plan.unique_key is not None:
+            holder = runtime.store.live_holder(plan.unique_key)
+            if holder is not None:
+                return replace(holder, existing=True)  # the live row holding the key
         return _enqueue_after(runtime, plan, parents)
-    record = runtime.store.insert(**plan.row_options())
+    if plan.unique_key is not None:
+        record, created = runtime.store.insert_unique(**plan.row_options())
+        if not created:
+            return record  # the live row holding the key; nothing was written
+    else:
+        record = runtime.store.insert(**plan.row_options())
     submit_job(runtime, record)
     return record
 
@@ -90,6 +106,8 @@ def _enqueue_after(runtime: Runtime, plan: TaskPlan, parents: list[int]) -> Task
     parent's worker may have looked for dependents before this row existed.
     """
     record = runtime.store.insert_after(parents, **plan.row_options())
+    if record.existing:  # a live row holds the unique key: nothing was written
+        return record
     if settle_task(runtime, record.id):
         return runtime.store.get(record.id) or record
     return record
@@ -212,6 +230,9 @@ def _retry_one(runtime: Runtime, task_id: int, retryable: Sequence[str]) -> Task
         task_spec(record.name)
     except RqjobsError as exc:
         return TaskOutcome(task_id, False, "skipped", exc.message)
+    refusal = _unique_key_refusal(runtime, record)
+    if refusal is not None:
+        return refusal
     try:
         _delete_job(runtime, record.job_id)
     except _redis_error_types() as exc:
@@ -222,7 +243,13 @@ def _retry_one(runtime: Runtime, task_id: int, retryable: Sequence[str]) -> Task
     entry = operator_log_entry(
         "retried", f"was {record.status} after {record.attempts} attempt(s); a new attempt follows ({budget})"
     )
-    if not store.mark_requeued(task_id, entry, from_statuses=retryable):
+    from rqjobs.store.unique import UniqueKeyTaken
+
+    try:
+        requeued = store.mark_requeued(task_id, entry, from_statuses=retryable)
+    except UniqueKeyTaken as exc:  # another live row took the key since the check above
+        return _key_taken_outcome(task_id, exc.key, exc.holder)
+    if not requeued:
         now = store.get(task_id)
         state = now.status if now else "gone"
         return TaskOutcome(task_id, False, "skipped", f"it changed while being retried (now {state})")
@@ -235,6 +262,26 @@ def _retry_one(runtime: Runtime, task_id: int, retryable: Sequence[str]) -> Task
         return TaskOutcome(task_id, False, "failed", exc.message)
     return TaskOutcome(
         task_id, True, "retried", f"attempt {fresh.attempts + 1} queued on {fresh.queue} ({budget})"
+    )
+
+
+def _unique_key_refusal(runtime: Runtime, record: TaskRecord) -> TaskOutcome | None:
+    """A retry would make a second live row with the row's unique key: refuse it."""
+    if not record.unique_key:
+        return None
+    holder = runtime.store.live_holder(record.unique_key)
+    if holder is None or holder.id == record.id:
+        return None
+    return _key_taken_outcome(record.id, record.unique_key, holder)
+
+
+def _key_taken_outcome(task_id: int, key: str, holder: TaskRecord | None) -> TaskOutcome:
+    who = f"task {holder.id} ({holder.status})" if holder else "another live task"
+    return TaskOutcome(
+        task_id,
+        False,
+        "skipped",
+        f"{who} holds its unique key {key!r}; retry it once that task has ended",
     )
 
 

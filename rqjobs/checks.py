@@ -72,6 +72,8 @@ def resolve_schedule(at: datetime | None, delay_s: float | None) -> datetime | N
     """
     from rqjobs.timeparse import ceil_to_second
 
+    if at is None and delay_s is None:
+        return None
     if at is not None and delay_s is not None:
         raise InvalidSchedule("give either a time (at) or a delay, not both")
     now = datetime.now(timezone.utc)
@@ -120,6 +122,8 @@ class TaskPlan:
     max_retries: int
     retry_intervals: list[int] | None
     scheduled_for: datetime | None
+    #: the unique key (``unique_key=`` or a ``unique=True`` task's own); None: not unique
+    unique_key: str | None = None
 
     def row_options(self) -> dict[str, Any]:
         """Keyword arguments for :meth:`TaskStore.insert` / :func:`row_values`."""
@@ -133,6 +137,7 @@ class TaskPlan:
             "max_retries": self.max_retries,
             "retry_intervals": self.retry_intervals,
             "scheduled_for": self.scheduled_for,
+            "unique_key": self.unique_key,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,6 +150,8 @@ class TaskPlan:
 
 def _plain(value: Any) -> Any:
     """An Enum, a path or a datetime as the JSON value the job carries (the worker converts back)."""
+    if value is None or type(value) in (str, int, float, bool):  # the common case, checked first
+        return value
     from datetime import date
     from enum import Enum
     from pathlib import PurePath
@@ -172,23 +179,65 @@ def check_task(
     delay_s: float | None = None,
     runtime: Runtime | None = None,
     task_kwargs: Mapping[str, Any] | None = None,
+    unique_key: str | None = None,
     **kwargs: Any,
 ) -> TaskPlan:
     """Check a request as :func:`enqueue_task` does and say what it would write; writes nothing.
 
     Raises the same :class:`~rqjobs.exceptions.InvalidInput` errors. The task's
     ``validate`` runs: a ValueError or TypeError from it is an InvalidTaskArguments.
+    ``unique_key`` is checked here; a ``unique=True`` task without one gets its own
+    (:func:`task_unique_key`).
     """
     from rqjobs.runtime import ready_runtime
 
+    return check_request(
+        ready_runtime(runtime).settings,
+        task,
+        args,
+        kwargs,
+        description=description,
+        queue=queue,
+        timeout_s=timeout_s,
+        retries=retries,
+        retry_interval_s=retry_interval_s,
+        at=at,
+        delay_s=delay_s,
+        task_kwargs=task_kwargs,
+        unique_key=unique_key,
+    )
+
+
+def check_request(
+    settings: Settings,
+    task: str | Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    description: str,
+    queue: str | None = None,
+    timeout_s: int | None = None,
+    retries: int | None = None,
+    retry_interval_s: int | list[int] | None = None,
+    at: datetime | None = None,
+    delay_s: float | None = None,
+    task_kwargs: Mapping[str, Any] | None = None,
+    unique_key: str | None = None,
+) -> TaskPlan:
+    """:func:`check_task` against given settings, the task modules already imported
+    (``enqueue_many`` checks each item with it)."""
+    from dataclasses import replace
+
+    if unique_key is not None:
+        check_unique_key(unique_key)
     if not isinstance(description, str) or not description.strip():
         raise InvalidTaskArguments("a task needs a non-empty description")
     spec = task_spec(task)
     clash = set(kwargs) & set(task_kwargs or {})
     if clash:
         raise InvalidTaskArguments(f"{spec.name}: {', '.join(sorted(clash))} given twice")
-    return plan_task(
-        ready_runtime(runtime).settings,
+    plan = plan_task(
+        settings,
         task,
         args,
         {**kwargs, **(task_kwargs or {})},
@@ -200,6 +249,68 @@ def check_task(
         at=at,
         delay_s=delay_s,
     )
+    if unique_key is None and spec.unique:
+        unique_key = task_unique_key(spec, plan.args, plan.kwargs)
+    return replace(plan, unique_key=unique_key) if unique_key is not None else plan
+
+
+def check_unique_key(key: Any) -> None:
+    """A unique key: a non-empty string that fits the column (``UNIQUE_KEY_MAX_CHARS``)."""
+    if not isinstance(key, str):
+        raise InvalidTaskArguments(f"the unique key must be a string, got {type(key).__name__}")
+    if not key.strip():
+        raise InvalidTaskArguments("the unique key is empty")
+    check_text("the unique key", key, defaults.UNIQUE_KEY_MAX_CHARS)
+
+
+def task_unique_key(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A ``unique=True`` task's key: its name and a hash of its arguments.
+
+    The arguments are taken by parameter name with defaults applied (``f(1)`` and
+    ``f(x=1)`` are one key), as canonical JSON (sorted keys, no spaces), hashed with
+    SHA-256: stable across processes, machines and Python versions. The name is cut so
+    the key fits ``UNIQUE_KEY_MAX_CHARS``; the hash covers the whole name.
+    """
+    import hashlib
+    import json
+
+    bound = spec.bind(args, kwargs)
+    canonical = json.dumps(bound, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(f"{spec.name}\0{canonical}".encode()).hexdigest()
+    return f"{spec.name[: defaults.UNIQUE_KEY_MAX_CHARS - len(digest) - 1]}:{digest}"
+
+
+def check_arguments(
+    spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments half of :func:`plan_task`: bound, typed, validated, JSON-checked.
+
+    Returns the arguments the row and the job carry (a ``validate`` may normalise them).
+    ``enqueue_many`` runs it for every item of a batch, the options once.
+    """
+    bound = spec.bind(args, kwargs)
+    check_types(spec, {name: _plain(value) for name, value in bound.items()})
+    if spec.validate is not None:
+        try:
+            normalised = spec.validate(bound)
+        except InvalidInput:
+            raise
+        except (ValueError, TypeError) as exc:
+            # the documented contract: a validate function refuses with any of these
+            raise InvalidTaskArguments(f"{spec.name}: {exc}") from None
+        if normalised is not None:
+            if not isinstance(normalised, dict):
+                raise TaskDefinitionError(
+                    f"task {spec.name!r}: its validate function returned {type(normalised).__name__}; "
+                    "it must return None or a dict of arguments by parameter name"
+                )
+            # e.g. relative paths made absolute: the worker's cwd is not the caller's
+            args, kwargs = (), _as_keyword_arguments(spec, normalised)
+            spec.bind(args, kwargs)
+    args = tuple(_plain(a) for a in args)
+    kwargs = {k: _plain(v) for k, v in kwargs.items()}
+    check_json(spec, args, kwargs)
+    return args, kwargs
 
 
 def plan_task(
@@ -226,28 +337,7 @@ def plan_task(
     check_text("the description", description.strip(), defaults.DESCRIPTION_MAX_CHARS)
     spec = task_spec(task)
     check_text("the task name", spec.name, defaults.NAME_MAX_CHARS)
-    bound = spec.bind(args, kwargs)
-    check_types(spec, {name: _plain(value) for name, value in bound.items()})
-    if spec.validate is not None:
-        try:
-            normalised = spec.validate(bound)
-        except InvalidInput:
-            raise
-        except (ValueError, TypeError) as exc:
-            # the documented contract: a validate function refuses with any of these
-            raise InvalidTaskArguments(f"{spec.name}: {exc}") from None
-        if normalised is not None:
-            if not isinstance(normalised, dict):
-                raise TaskDefinitionError(
-                    f"task {spec.name!r}: its validate function returned {type(normalised).__name__}; "
-                    "it must return None or a dict of arguments by parameter name"
-                )
-            # e.g. relative paths made absolute: the worker's cwd is not the caller's
-            args, kwargs = (), _as_keyword_arguments(spec, normalised)
-            spec.bind(args, kwargs)
-    args = tuple(_plain(a) for a in args)
-    kwargs = {k: _plain(v) for k, v in kwargs.items()}
-    check_json(spec, args, kwargs)
+    args, kwargs = check_arguments(spec, args, kwargs)
     queue_name, timeout, max_retries, intervals = _resolve_options(
         spec, settings, queue, timeout_s, retries, retry_interval_s
     )

@@ -38,6 +38,7 @@ LAYERS: list[list[str]] = [
         "rqjobs.submit",
         "rqjobs.dependencies",
         "rqjobs.api",
+        "rqjobs.bulk",
         "rqjobs.queries",
         "rqjobs.stats",
         "rqjobs.follow",

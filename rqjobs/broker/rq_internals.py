@@ -8,7 +8,8 @@ RQ 2.x keeps private:
 
 * ``Job._handle_failure(reason, pipeline, worker_name=...)``: files a job as failed
   (failed registry, result) inside our pipeline;
-* ``Queue._enqueue_job(job, pipeline=...)``: pushes a job without a new id or status write;
+* ``Queue._enqueue_job(job, pipeline=...)``: pushes a job without a new id or status write
+  (also how :func:`enqueue_batch` pushes a batch, as RQ's own ``Queue.enqueue_many`` does);
 * RQ's key layout (``rq:job:<id>``, ``rq:execution:<job id>:<execution id>``,
   ``rq:executions:<id>``, ``rq:queues``, ``rq:scheduler-lock:<queue>``,
   ``rq:scheduler:<name>``; spelled in :mod:`rqjobs.keys`) and the hash fields
@@ -132,6 +133,18 @@ def worker_hashes(redis: Redis, worker_names: list[str]) -> dict[str, dict[str, 
         name: (dict(zip(WORKER_FIELDS, map(text, reply), strict=True)) if any(reply) else {})
         for name, reply in replies
     }
+
+
+def enqueue_batch(pipe: Any, queue: Queue, jobs: list[Any]) -> None:
+    """Queue jobs without dependencies in ``pipe``, exactly as RQ's ``Queue.enqueue_many`` does.
+
+    The queue is registered once and each job goes through ``Queue._enqueue_job``: the
+    public ``enqueue_job`` would also look up dependencies and register the queue again
+    for every job, a third more commands for a 10,000-job batch.
+    """
+    pipe.sadd(queue.redis_queues_keys, queue.key)
+    for job in jobs:
+        queue._enqueue_job(job, pipeline=pipe)
 
 
 def job_exists(redis: Redis, job_id: str) -> bool:

@@ -153,6 +153,32 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
     )
 
     add(
+        "unique_key",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--unique-key",
+                help="Create nothing while a live task has this key; print that task's id instead.",
+                rich_help_panel="Job",
+            ),
+        ],
+        None,
+    )
+    add(
+        "from_jsonl",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--from-jsonl",
+                metavar="FILE",
+                help="One task per line: a JSON object of its arguments (- reads stdin). "
+                "All are checked first; one bad line enqueues nothing.",
+                rich_help_panel="Job",
+            ),
+        ],
+        None,
+    )
+    add(
         "dry_run",
         Annotated[
             bool,
@@ -174,6 +200,36 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
                 raise InvalidTaskArguments("--kwargs must be a JSON object")
             task_kwargs.update(extra)
         ctx = values["ctx"]
+        if values.get("from_jsonl") is not None:
+            extra_options = [
+                p["option"] for p in task_params if _given_on_command_line(ctx, _PREFIX + p["name"])
+            ]
+            extra_options += [
+                flag
+                for flag, key in (("--kwargs", "kwargs_json"), ("--at", "at"), ("--in", "in_"))
+                if values.get(key)
+            ]
+            if values.get("unique_key") is not None:
+                extra_options.append("--unique-key")
+            if extra_options:
+                raise InvalidTaskArguments(
+                    f"--from-jsonl takes every task's arguments from the file; drop {', '.join(extra_options)}"
+                )
+            from rqjobs.cli.enqueue_jsonl import run_enqueue_jsonl
+
+            run_enqueue_jsonl(
+                ctx,
+                spec,
+                values["from_jsonl"],
+                description=values["description"],
+                queue=values["queue"],
+                timeout=values["timeout"],
+                retries=values["retries"],
+                retry_interval=_parse_intervals(values["retry_interval"]),
+                dry_run=values["dry_run"],
+                as_json=values["as_json"],
+            )
+            return
         for p in task_params:
             key = _PREFIX + p["name"]
             if key not in values:
@@ -204,6 +260,7 @@ def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
             after=values["after"],
             dry_run=values["dry_run"],
             as_json=values["as_json"],
+            unique_key=values["unique_key"],
         )
 
     callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -298,11 +355,15 @@ def run_enqueue(
     after: list[int] | None = None,
     dry_run: bool = False,
     as_json: bool = False,
+    unique_key: str | None = None,
 ) -> None:
     """Called by every generated ``enqueue TASK`` command: prints the id alone on stdout.
 
     With ``dry_run``, the same checks run and what would be enqueued is printed instead
-    (JSON with ``as_json``); no row is written and Redis is not touched.
+    (JSON with ``as_json``); no row is written and Redis is not touched (a unique key is
+    looked up in the database, to say whether the task would be a duplicate). A unique
+    key that a live task holds prints that task's id, and "already queued as #N" on
+    stderr; the exit code is 0.
     """
     from rqjobs.api import check_task, enqueue_task
     from rqjobs.timeparse import parse_duration_s, parse_time
@@ -317,25 +378,34 @@ def run_enqueue(
         "delay_s": parse_duration_s(in_) if in_ else None,
         "runtime": runtime_from(ctx),
         "task_kwargs": task_kwargs,
+        "unique_key": unique_key,
     }
     if dry_run:
         plan = check_task(spec.name, **options)
-        planned = plan.to_dict()
+        shown = plan.to_dict()
         if after:
             from rqjobs.dependencies import check_after
 
             parents = check_after(after, scheduled=plan.scheduled_for is not None)
             options["runtime"].store.check_parents(parents)
-            planned["after"] = parents
+            shown["after"] = parents
+        holder = options["runtime"].store.live_holder(plan.unique_key) if plan.unique_key else None
+        shown["duplicate_of"] = {"id": holder.id, "status": holder.status} if holder else None
         if as_json:
-            echo_json(planned, ensure_ascii=False)
+            echo_json(shown, ensure_ascii=False)
         else:
-            for key, value in planned.items():
+            for key, value in shown.items():
                 typer.echo(f"{key}: {json.dumps(value, ensure_ascii=False)}")
-        info("[dim]dry run: checked, nothing was enqueued[/dim]")
+        if holder is not None:
+            info(f"[dim]dry run: a duplicate of #{holder.id} ({holder.status}); nothing was enqueued[/dim]")
+        else:
+            info("[dim]dry run: checked, nothing was enqueued[/dim]")
         return
     record = enqueue_task(spec.name, after=after or None, **options)
     typer.echo(record.id)
+    if record.existing:
+        info(f"already queued as #{record.id} ({record.status}); nothing was enqueued")
+        return
     when_text = (
         f", scheduled for {record.scheduled_for.isoformat(timespec='seconds')}"
         if record.scheduled_for

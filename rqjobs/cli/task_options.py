@@ -27,7 +27,7 @@ _SIMPLE = (str, int, float, bool, Path, datetime)
 _ITEMS = (str, int, float, Path, datetime)
 #: the options every `enqueue TASK` command has (besides the 18 reserved parameter names)
 OWN_OPTIONS = frozenset({"description", "queue", "timeout", "retries", "retry-interval", "at", "in"})
-OWN_OPTIONS |= {"kwargs", "dry-run", "json", "help"}
+OWN_OPTIONS |= {"kwargs", "dry-run", "json", "help", "unique-key", "from-jsonl"}
 
 _SPHINX = re.compile(r"^:param\s+(?:[\w\[\], .|]+\s+)?(\w+)\s*:\s*(.*)$")
 _GOOGLE_HEAD = re.compile(r"^(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments):\s*$")

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, exists, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from rqjobs.exceptions import InvalidDependency
 from rqjobs.status import TaskStatus
@@ -119,9 +120,13 @@ class DependencyOps:
         values["enqueued_at"] = None  # a deferred row has no job until its parents finished
         name, description, now = values["name"], values["description"], values["created_at"]
 
+        unique_key = values.get("unique_key")
+        # a deferred row holds its unique key as any live row does (rqjobs.store.unique)
+        stmt = insert(_tasks) if unique_key is None else insert(_tasks).values(unique_active=unique_key)
+
         def work(conn: Connection) -> int:
             refuse_bad_parents(conn, parent_ids)
-            key = conn.execute(insert(_tasks), values).inserted_primary_key
+            key = conn.execute(stmt, values).inserted_primary_key
             assert key is not None
             task_id = int(key[0])
             conn.execute(insert(_deps), [{"task_id": task_id, "parent_id": p} for p in parent_ids])
@@ -137,9 +142,21 @@ class DependencyOps:
             found = conn.execute(stmt).scalar()
             return None if found is None else int(found)
 
-        task_id = run_with_retry(
-            self.engine, work, budget_s=self.retry_s, what=f"record a new {name} task", verify=landed
-        )
+        try:
+            task_id = run_with_retry(
+                self.engine, work, budget_s=self.retry_s, what=f"record a new {name} task", verify=landed
+            )
+        except IntegrityError as exc:
+            from rqjobs.store.unique import is_key_clash
+
+            holder: TaskRecord | None = (
+                self.live_holder(unique_key)  # type: ignore[attr-defined]  # UniqueWrites, on TaskStore
+                if unique_key and is_key_clash(exc)
+                else None
+            )
+            if holder is None:
+                raise
+            return replace(holder, existing=True)  # a live row holds the key: nothing written
         return TaskRecord(id=task_id, **values, after=tuple(parent_ids))
 
     def check_parents(self, parents: Sequence[int]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,10 @@ class TaskRecord:
     unique_key: str | None = None
     #: the tasks this one waits for (`--after`), from ``task_dependencies``; () for none
     after: tuple[int, ...] = ()
+    #: True when an enqueue found a live row with the same unique key and returned it
+    #: instead of creating one (``enqueue_task(..., unique_key=...)``, ``enqueue_many``);
+    #: not a column: False on every record read from the database
+    existing: bool = field(default=False, compare=False)
 
     @property
     def job_id(self) -> str:

@@ -24,7 +24,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
-    bindparam,
     delete,
     func,
     insert,
@@ -32,16 +31,19 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from rqjobs import defaults
 from rqjobs.status import FINAL, RETRYABLE, WAITING, TaskStatus
 from rqjobs.store.aggregates import AggregateReads
+from rqjobs.store.bulk import BulkWrites
 from rqjobs.store.dependencies import DependencyOps, delete_edges, no_waiting_dependents, with_parents
 from rqjobs.store.models import Task, utcnow
 from rqjobs.store.records import TaskRecord, attempt_log_entry, record_of, row_values
-from rqjobs.store.retry import is_transient, run_with_retry, short_reason, values_landed
+from rqjobs.store.retry import is_transient, run_with_retry, short_reason
 from rqjobs.store.search import SearchReads
+from rqjobs.store.unique import RESTORE, UniqueKeyTaken, UniqueWrites, is_key_clash, key_change
+from rqjobs.store.updates import landed_check, unique_values, update_statement
 
 log = logging.getLogger("rqjobs.store")
 T = TypeVar("T")
@@ -51,32 +53,6 @@ _c = _table.c
 
 
 _INSERT = insert(_table)
-_update_cache: dict[tuple[Any, ...], Any] = {}
-
-
-def _update_statement(
-    from_statuses: tuple[str, ...], keys: tuple[str, ...], append_log: bool, bump_attempts: bool
-) -> Any:
-    """One UPDATE per transition shape, with bound parameters, built once per process.
-
-    ``update().values(literal, ...)`` per call made SQLAlchemy derive a cache key from
-    every value, which cost more than the statement itself.
-    """
-    cache_key = (from_statuses, keys, append_log, bump_attempts)
-    stmt = _update_cache.get(cache_key)
-    if stmt is None:
-        values: dict[str, Any] = {key: bindparam(f"v_{key}", type_=_c[key].type) for key in keys}
-        if append_log:
-            values["log"] = func.coalesce(_c.log, "") + bindparam("log_entry", type_=_c.log.type)
-        if bump_attempts:
-            values["attempts"] = _c.attempts + 1
-        stmt = (
-            update(_table)
-            .where(and_(_c.id == bindparam("task_id"), _c.status.in_(list(from_statuses))))
-            .values(values)
-        )
-        _update_cache[cache_key] = stmt
-    return stmt
 
 
 def clip_progress_message(message: str | None) -> str | None:
@@ -92,7 +68,7 @@ def clip_progress_message(message: str | None) -> str | None:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class TaskStore(AggregateReads, SearchReads, DependencyOps):
+class TaskStore(AggregateReads, SearchReads, DependencyOps, UniqueWrites, BulkWrites):
     """Row operations on one database. Cheap to construct; the engine is shared."""
 
     def __init__(self, engine: Engine, *, retry_s: float = defaults.DB_RETRY_S) -> None:
@@ -158,6 +134,7 @@ class TaskStore(AggregateReads, SearchReads, DependencyOps):
         *,
         log_entry: str | None = None,
         bump_attempts: bool = False,
+        strict_key: bool = False,
         **values: Any,
     ) -> bool:
         """One conditional UPDATE; True when this call moved the row (matched it, for MySQL too).
@@ -165,9 +142,36 @@ class TaskStore(AggregateReads, SearchReads, DependencyOps):
         SQLAlchemy's MySQL dialects connect with CLIENT_FOUND_ROWS, so ``rowcount`` counts
         matched rows there as everywhere else: an update that rewrites equal values is
         still "done", not mistaken for a refused transition.
+
+        The same UPDATE keeps ``unique_active`` right (:mod:`rqjobs.store.unique`). A row
+        leaving a final status whose key another live row now holds raises
+        :class:`UniqueKeyTaken` when ``strict_key`` (an operator's retry), and otherwise
+        moves without its key (a re-delivered job must still be recorded as running).
         """
-        stmt = _update_statement(
-            tuple(from_statuses), tuple(sorted(values)), log_entry is not None, bump_attempts
+        from_statuses = tuple(from_statuses)
+        unique = key_change(values.get("status"), from_statuses)
+        try:
+            return self._transition_once(task_id, from_statuses, log_entry, bump_attempts, unique, values)
+        except IntegrityError as exc:
+            if unique != RESTORE or not is_key_clash(exc):
+                raise
+            if strict_key:
+                record = self.get(task_id)
+                key = record.unique_key if record else "?"
+                raise UniqueKeyTaken(key or "?", self.live_holder(key) if key else None) from None
+            return self._transition_once(task_id, from_statuses, log_entry, bump_attempts, None, values)
+
+    def _transition_once(
+        self,
+        task_id: int,
+        from_statuses: tuple[str, ...],
+        log_entry: str | None,
+        bump_attempts: bool,
+        unique: str | None,
+        values: dict[str, Any],
+    ) -> bool:
+        stmt = update_statement(
+            from_statuses, tuple(sorted(values)), log_entry is not None, bump_attempts, unique
         )
         params = {f"v_{key}": value for key, value in values.items()}
         params["task_id"] = task_id
@@ -181,7 +185,7 @@ class TaskStore(AggregateReads, SearchReads, DependencyOps):
         return self._write(
             f"update task {task_id}" + (f" to {status}" if status else ""),
             work,
-            _landed(task_id, values, log_entry),
+            landed_check(task_id, values, log_entry),
             single_statement=True,
         )
 
@@ -205,14 +209,30 @@ class TaskStore(AggregateReads, SearchReads, DependencyOps):
         changes: dict[str, Any] = dict(values)
         if log_entry is not None:
             changes["log"] = func.coalesce(_c.log, "") + log_entry
-        stmt = update(_table).where(*conditions).values(**changes)
+        known = expect.get("status")
+        unique = key_change(values.get("status"), None if known is None else (known,))
+        changes.update(unique_values(unique))
 
         def work(conn: Connection) -> bool:
-            return conn.execute(stmt).rowcount == 1
+            return conn.execute(update(_table).where(*conditions).values(**changes)).rowcount == 1
 
-        return self._write(
-            f"update task {task_id}", work, _landed(task_id, dict(values), log_entry), single_statement=True
-        )
+        try:
+            return self._write(
+                f"update task {task_id}",
+                work,
+                landed_check(task_id, dict(values), log_entry),
+                single_statement=True,
+            )
+        except IntegrityError as exc:
+            if unique != RESTORE or not is_key_clash(exc):
+                raise
+            changes.pop("unique_active")  # another live row holds the key: move without it
+            return self._write(
+                f"update task {task_id}",
+                work,
+                landed_check(task_id, dict(values), log_entry),
+                single_statement=True,
+            )
 
     def mark_running(self, task_id: int, worker: str) -> bool:
         """A run starts: ``attempts`` + 1, progress 0. Refused for finished and canceled rows.
@@ -329,10 +349,15 @@ class TaskStore(AggregateReads, SearchReads, DependencyOps):
         scheduled_for: datetime | None = None,
         from_statuses: Iterable[str],
     ) -> bool:
-        """A new attempt of a failed or canceled row (``rqjobs retry``)."""
+        """A new attempt of a failed or canceled row (``rqjobs retry``).
+
+        Raises :class:`UniqueKeyTaken` (nothing changed) when the row has a unique key that
+        another live row holds now.
+        """
         return self._transition(
             task_id,
             from_statuses,
+            strict_key=True,
             status=(TaskStatus.SCHEDULED if scheduled_for else TaskStatus.QUEUED).value,
             log_entry=log_entry,
             progress=0,
@@ -467,20 +492,4 @@ class TaskStore(AggregateReads, SearchReads, DependencyOps):
         return self._read("list task ids", lambda conn: list(conn.execute(stmt).scalars()))
 
 
-def _landed(
-    task_id: int, values: dict[str, Any], log_entry: str | None
-) -> Callable[[Connection], bool | None]:
-    """After a COMMIT whose reply was lost: did that update land? (None: no, try again)."""
-
-    def landed(conn: Connection) -> bool | None:
-        row = conn.execute(select(_table).where(_c.id == task_id)).first()
-        if row is None or not values_landed(row, values):
-            return None
-        if log_entry is not None and not (row._mapping["log"] or "").endswith(log_entry):
-            return None
-        return True
-
-    return landed
-
-
-__all__ = ["RETRYABLE", "TaskRecord", "TaskStore", "attempt_log_entry"]
+__all__ = ["RETRYABLE", "TaskRecord", "TaskStore", "UniqueKeyTaken", "attempt_log_entry"]

@@ -69,11 +69,20 @@ def check_json(spec: TaskSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any])
         _check_json_value(f"{spec.name}: {name}", value)
 
 
+#: a task function's resolved type hints: resolving them costs more than checking an
+#: argument, and ``enqueue_many`` checks thousands of items of one task
+_hint_cache: dict[Any, dict[str, Any]] = {}
+
+
 def _hints(spec: TaskSpec) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(spec.func)
-    except Exception:  # an annotation that does not resolve: nothing to check against
-        return {}
+    hints = _hint_cache.get(spec.func)
+    if hints is None:
+        try:
+            hints = typing.get_type_hints(spec.func)
+        except Exception:  # an annotation that does not resolve: nothing to check against
+            hints = {}
+        _hint_cache[spec.func] = hints
+    return hints
 
 
 def _matches(value: Any, hint: Any) -> bool | None:

@@ -86,6 +86,7 @@ def background_task(
     retry_interval_s: int | list[int] | None = None,
     validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
     max_running: int | None = None,
+    unique: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -99,6 +100,7 @@ def background_task(
     retry_interval_s: int | list[int] | None = None,
     validate: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
     max_running: int | None = None,
+    unique: bool = False,
 ) -> Any:
     """Register a function as an rqjobs task and track its runs in the task row.
 
@@ -118,6 +120,11 @@ def background_task(
     ``max_running=N`` lets at most N jobs of the task run at once, across every worker and
     host; the others wait ``queued`` (no attempt is counted) until a slot frees. A
     ``[limits]`` entry in rqjobs.toml for the task's name overrides it.
+
+    ``unique=True``: while a row of this task with the same arguments is queued,
+    scheduled, deferred or running, enqueueing it again creates nothing and returns that
+    row (its ``existing`` is True). The key is the task name and a hash of the arguments
+    (``rqjobs.checks.task_unique_key``); an explicit ``unique_key=`` wins over it.
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -141,6 +148,7 @@ def background_task(
             retry_interval_s=retry_interval_s,
             validate=validate,
             max_running=max_running,
+            unique=unique,
             signature=signature,
         )
 

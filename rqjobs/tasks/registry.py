@@ -45,6 +45,8 @@ RESERVED_PARAMETERS = frozenset(
         "json",
         "help",
         "task",
+        "unique_key",
+        "from_jsonl",
     }
 )
 ENTRY_POINT_GROUP = "rqjobs.tasks"
@@ -66,6 +68,9 @@ class TaskSpec:
     #: at most this many jobs of the task run at once across every worker (None: no limit);
     #: ``[limits]`` in rqjobs.toml beats it (rqjobs.flow.concurrency_limit)
     max_running: int | None = None
+    #: ``@background_task(unique=True)``: while a row with the same arguments is live,
+    #: enqueueing it again returns that row (rqjobs.checks.task_unique_key)
+    unique: bool = False
     signature: inspect.Signature = field(default=None, repr=False)  # type: ignore[assignment]
     #: the decorated function: what a worker calls
     wrapper: Callable[..., Any] = field(default=None, repr=False)  # type: ignore[assignment]
