@@ -404,3 +404,20 @@ def test_redis_losing_its_data_loses_no_dependency(project: Project) -> None:
     assert project.row(b).status == "deferred"
     project.work()
     assert project.row(a).status == project.row(b).status == "finished"
+
+
+def test_a_deferred_row_holds_its_unique_key(db_url: str) -> None:  # noqa: F811
+    """A deferred row is live: a second enqueue under its key (deferred or not) returns it,
+    and the key is free again once the row is canceled with its parent."""
+    store = TaskStore(get_engine(db_url), retry_s=5)
+    parent = _row(store, "parent")
+    first = store.insert_after([parent], **_columns("first"), unique_key="k1")
+    assert first.status == "deferred" and not first.existing
+    again = store.insert_after([parent], **_columns("again"), unique_key="k1")
+    assert again.existing and again.id == first.id
+    plain, created = store.insert_unique(**_columns("plain"), unique_key="k1")
+    assert not created and plain.id == first.id
+    assert len(store.find(limit=None)) == 2  # the parent and the one deferred row
+    assert store.mark_dependency_canceled(first.id, "--- canceled: parent failed ---\n")
+    freed, created = store.insert_unique(**_columns("freed"), unique_key="k1")
+    assert created and freed.id != first.id
