@@ -202,6 +202,11 @@ def test_a_chain_runs_in_order_in_one_burst(project: Project) -> None:
     assert f"#{a} queued" in shown and f"#{c} deferred" in shown  # its parent and its dependent
     shown_json = json.loads(project.rqjobs("show", str(b), "--json", check=True).stdout)
     assert shown_json["after"] == [a] and shown_json["dependents"] == [c]
+    stats = json.loads(project.rqjobs("stats", "--json", check=True).stdout)
+    assert {t["name"]: t["counts"]["deferred"] for t in stats["tasks"]} == {"add": 1, "echo-dict": 1}
+    from rqjobs.cli.render.tail import change_detail
+
+    assert change_detail(project.row(c)) == f"after #{b}"  # what `rqjobs tail` says of it
 
     project.work()
     rows = [project.row(i) for i in (a, b, c)]
