@@ -301,7 +301,7 @@ def test_chaos(project: Project, own_redis: RedisServer, chaos_database: str | N
         table[(kind, row.status)] += 1
         _share, retries, _interval, _timeout = KINDS[kind]
         log = row.log or ""
-        cut_off = any(s in log for s in ("worker died", "killed by", " lost at ", "cold shutdown"))
+        cut_off = any(s in log.lower() for s in ("worker died", "killed by", " lost at ", "cold shutdown"))
         if done[token] > 1:
             reruns += 1
         if row.status == "finished":

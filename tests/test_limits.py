@@ -182,7 +182,7 @@ def test_limit_usage_and_override(project: Project) -> None:
     assert concurrency_limit(get_task("limited-sleep"), runtime.settings) == 2
     assert concurrency_limit(get_task("add"), runtime.settings) is None
     usage = {u.task: (u.limit, u.running) for u in limit_usage(runtime)}
-    assert usage == {"limited-sleep": (2, 0), "solo": (3, 0)}
+    assert usage == {"limited-sleep": (2, 0), "solo": (3, 0), "solo-fail": (1, 0)}
 
 
 def test_slot_given_back_when_the_task_fails_or_its_process_is_killed(project: Project) -> None:

@@ -106,7 +106,8 @@ def test_redis_stop_refuses_under_workers_and_a_worker_restarts_the_embedded_ser
         assert embedded.ping(socket_path)
 
         forced = _rqjobs(tmp_path, "redis", "stop", "--force")
-        assert (forced.returncode, forced.stdout.strip()) == (0, "stopped"), forced
+        # a message for people: stderr (stdout is for data)
+        assert (forced.returncode, forced.stdout, forced.stderr.strip()) == (0, "", "stopped"), forced
         stopped_at = time.monotonic()
         # the worker notices and starts it again; its liveness key comes back
         wait_for(worker_key, timeout=60, message="the worker to start the embedded server again")

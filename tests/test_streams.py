@@ -143,6 +143,10 @@ def test_every_command_sends_data_to_stdout_and_messages_to_stderr(project: Proj
         Case(["schedule", "run", "daily-add"], matches(r"\d+\n"), has("queued")),
         Case(["schedule", "pause", "daily-add"], empty, has("paused")),
         Case(["schedule", "resume", "daily-add"], empty, has("resumed")),
+        Case(["pause", "nosuch-queue"], empty, has("paused nosuch-queue")),
+        Case(["pause", "nosuch-queue", "--json"], is_json, has("already paused")),
+        Case(["resume", "nosuch-queue"], empty, has("resumed nosuch-queue")),
+        Case(["resume", "--all", "--json"], is_json, has("none of them was paused")),
         Case(["workers"], empty, matches(r"no live workers\n")),
         Case(["workers", "--json"], matches(r"\[\]\n"), empty),
         # the embedded Redis's own folder: status is data, stop says what it did

@@ -211,14 +211,22 @@ def test_racing_processes_make_one_row_and_all_print_its_id(db_project: Project,
         )
         for _ in range(3)
     ]
+    outputs: list[tuple[str, str]] = []
     try:
-        wait_for(lambda: len(list(tmp_path.glob("go.*"))) == 3, timeout=60, message="every racer ready")
+        wait_for(
+            lambda: len(list(tmp_path.glob("go.*"))) == 3 or any(r.poll() is not None for r in racers),
+            timeout=120,
+            message="every racer ready",
+        )
+        early = [r for r in racers if r.poll() is not None]
+        assert not early, [r.communicate() for r in early]  # a racer that died before the start
         barrier.touch()
         outputs = [racer.communicate(timeout=60) for racer in racers]
     finally:
         for racer in racers:
             if racer.poll() is None:
                 racer.kill()
+            racer.communicate()  # reap it and close its pipes
     assert [racer.returncode for racer in racers] == [0, 0, 0], outputs
     ids = {int(out.strip()) for out, _err in outputs}
     rows = db_project.store().find(limit=None)
