@@ -21,7 +21,6 @@ from typer.core import TyperGroup
 
 from rqjobs.cli._click import Command, Context, UsageError
 from rqjobs.cli.context import GROUP_SETTINGS, echo_json, info, load_tasks, runtime_from
-from rqjobs.cli.task_options import example_for, parse_docstring, task_parameters
 from rqjobs.exceptions import InvalidTaskArguments, RqjobsError
 
 if TYPE_CHECKING:
@@ -50,6 +49,10 @@ def _parse_intervals(text: str | None) -> int | list[int] | None:
 
 def build_command(spec: TaskSpec, run: typing.Callable[..., None]) -> Command:
     """The click command for ``rqjobs enqueue <spec.name>``; it calls ``run(spec, ...)``."""
+    # imported here: task_options imports rqjobs.tasks, whose package imports every built-in
+    # task (and their neighbours); `rqjobs --help` never needs them
+    from rqjobs.cli.task_options import example_for, parse_docstring, task_parameters
+
     params: list[inspect.Parameter] = []
     annotations: dict[str, Any] = {}
 
@@ -421,4 +424,4 @@ def run_enqueue(
     info(f"[dim]{escape(note)}[/dim]")
 
 
-__all__ = ["EnqueueGroup", "build_command", "enqueue_app", "run_enqueue", "task_parameters"]
+__all__ = ["EnqueueGroup", "build_command", "enqueue_app", "run_enqueue"]

@@ -129,7 +129,7 @@ def tasks(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: rqjobs tasks
     """
-    from rqjobs.cli.enqueue import task_parameters
+    from rqjobs.cli.task_options import task_parameters
 
     data = [
         {
