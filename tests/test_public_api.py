@@ -295,3 +295,19 @@ def test_the_readme_lists_exactly_the_reserved_parameter_names() -> None:
     listed = re.findall(r"`(\w+)`", match.group(2))
     assert int(match.group(1)) == len(listed) == len(RESERVED_PARAMETERS)
     assert set(listed) == RESERVED_PARAMETERS
+
+
+def test_a_generated_example_quotes_a_summary_that_holds_quotes() -> None:
+    """The made-up example (no ``Example:`` line) must survive the shell whatever the summary."""
+    import shlex
+    from types import SimpleNamespace
+
+    from rqjobs.cli.task_options import example_for
+
+    def task() -> None:
+        """Report 50 "step 1/2" then $HOME's `100`."""
+
+    for summary in ('Report 50 "step 1/2" then $HOME\'s `100`.', "plain words", "it's fine"):
+        spec = SimpleNamespace(func=task, name="quoted", summary=summary)
+        example = example_for(spec, [])  # type: ignore[arg-type]
+        assert shlex.split(example) == ["rqjobs", "enqueue", "quoted", "--description", summary], example

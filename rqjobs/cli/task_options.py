@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import inspect
 import re
+import shlex
 import typing
 from datetime import datetime
 from pathlib import Path
@@ -236,7 +237,10 @@ def example_for(spec: TaskSpec, params: list[dict[str, Any]]) -> str:
     _, _, examples = parse_docstring(inspect.getdoc(spec.func))
     if examples:
         return examples[0]
-    parts = ["rqjobs enqueue", spec.name, f'--description "{spec.summary or spec.name}"']
+    # a summary may hold quotes or a `$`: quoted for the shell, so the example runs as shown
+    summary = spec.summary or spec.name
+    described = f'"{summary}"' if not re.search(r'["$`\\!]', summary) else shlex.quote(summary)
+    parts = ["rqjobs enqueue", spec.name, f"--description {described}"]
     for p in params:
         kind = p["cli_type"]
         if not p["required"] or kind is None or kind is bool:
